@@ -1,0 +1,51 @@
+"""Packaging for kmtl: multi-task learning for Keras 3."""
+
+from setuptools import setup
+
+PACKAGES = [
+    "kmtl",
+    "kmtl.builders",
+    "kmtl.data",
+    "kmtl.evaluation",
+    "kmtl.export",
+    "kmtl.layers",
+    "kmtl.losses",
+    "kmtl.metrics",
+    "kmtl.training",
+    "kmtl.weighting",
+    "kmtl.recipes",
+]
+
+setup(
+    name="kmtl",
+    version="0.1.0",
+    description="Multi-task learning for Keras 3: tasks, sharing architectures, "
+    "task weighting, evaluation and TF-Serving export.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=PACKAGES,
+    package_dir={"kmtl.recipes": "recipes"},
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.10",
+        "keras-tuner>=1.4",
+        "numpy>=1.26",
+    ],
+    extras_require={
+        # Warm-up records for TF Serving (PredictionLog protos).
+        "serving": ["tensorflow-serving-api>=2.21,<2.22"],
+        "plots": ["matplotlib>=3.7"],
+        "test": [
+            "pytest>=7",
+            "tensorflow-serving-api>=2.21,<2.22",
+            "matplotlib>=3.7",
+        ],
+    },
+    entry_points={"console_scripts": ["kmtl=kmtl.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Framework :: Keras",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
