@@ -1,0 +1,37 @@
+"""Reading a Functional model's graph: which layers feed which task outputs."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+
+
+def partition_layers(model: keras.Model, task_names: Sequence[str]):
+    """Splits a multi-output Functional model's layers into shared and per-task ones.
+
+    A layer that feeds exactly one task's output belongs to that task; a layer that feeds several is shared.
+    Uses `keras.Function` over the model's own symbolic tensors, so it works for any Functional graph, nested
+    models included (a nested model counts as one layer).
+
+    Args:
+        model: a Functional model whose `output` is a dict keyed by task name.
+        task_names: the task names, in order.
+
+    Returns:
+        Tuple `(shared_layers, {task_name: layers})`, each list in graph order.
+    """
+    feeds = {}  # id(layer) -> (layer, set of task names it feeds)
+    order = []
+    for name in task_names:
+        function = keras.Function(inputs=model.input, outputs=model.output[name])
+        for operation in function.operations:
+            if not isinstance(operation, keras.layers.Layer):
+                continue
+            if id(operation) not in feeds:
+                feeds[id(operation)] = (operation, set())
+                order.append(id(operation))
+            feeds[id(operation)][1].add(name)
+    shared = [feeds[i][0] for i in order if len(feeds[i][1]) > 1]
+    per_task = {name: [feeds[i][0] for i in order if feeds[i][1] == {name}] for name in task_names}
+    return shared, per_task

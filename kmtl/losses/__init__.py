@@ -1,0 +1,5 @@
+"""Task losses that respect missing labels."""
+
+from kmtl.losses.masked import label_entries, masked_loss, present_mask, resolve_loss
+
+__all__ = ["label_entries", "masked_loss", "present_mask", "resolve_loss"]

@@ -1,0 +1,68 @@
+"""Metrics for tasks: resolution of metric names per task kind, and metrics Keras lacks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from kmtl.metrics.nme import NormalizedMeanError
+from kmtl.tasks import Task
+
+__all__ = ["NormalizedMeanError", "resolve_metrics"]
+
+# Short metric names per task kind. Each resolves to a fresh metric object named `<task>_<short name>`.
+_BY_KIND = {
+    "binary": {
+        "accuracy": keras.metrics.BinaryAccuracy,
+        "auc": keras.metrics.AUC,
+        "precision": keras.metrics.Precision,
+        "recall": keras.metrics.Recall,
+    },
+    "multiclass": {
+        "accuracy": keras.metrics.SparseCategoricalAccuracy,
+        "top_2_accuracy": lambda name: keras.metrics.SparseTopKCategoricalAccuracy(k=2, name=name),
+        "crossentropy": keras.metrics.SparseCategoricalCrossentropy,
+    },
+    "regression": {
+        "mae": keras.metrics.MeanAbsoluteError,
+        "mse": keras.metrics.MeanSquaredError,
+        "rmse": keras.metrics.RootMeanSquaredError,
+        "nme": NormalizedMeanError,
+    },
+}
+_BY_KIND["multilabel"] = _BY_KIND["binary"]
+
+
+def resolve_metrics(task: Task, metrics: list[Any] | None = None) -> list[keras.metrics.Metric]:
+    """Fresh metric objects for a task, each named `<task>_<metric>`.
+
+    Args:
+        task: `Task`.
+        metrics: list of names or `keras.metrics.Metric` objects; defaults to `task.metrics`.
+
+    Returns:
+        List of `keras.metrics.Metric`.
+
+    Raises:
+        ValueError: for a name that does not apply to the task's kind.
+    """
+    resolved = []
+    for metric in task.metrics if metrics is None else metrics:
+        if isinstance(metric, str):
+            factory = _BY_KIND[task.kind].get(metric)
+            if factory is None:
+                raise ValueError(
+                    f"Task '{task.name}': unknown metric {metric!r} for a {task.kind} task. "
+                    f"Known names: {sorted(_BY_KIND[task.kind])}, or pass a keras.metrics.Metric object."
+                )
+            resolved.append(factory(name=f"{task.name}_{metric}"))
+        elif isinstance(metric, keras.metrics.Metric):
+            config = metric.get_config()
+            config["name"] = f"{task.name}_{config['name']}"
+            resolved.append(type(metric).from_config(config))
+        else:
+            raise ValueError(
+                f"Task '{task.name}': invalid metric {metric!r}. Expected a name or a keras.metrics.Metric object."
+            )
+    return resolved

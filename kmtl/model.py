@@ -1,0 +1,318 @@
+"""`MultiTaskModel`: a Functional Keras model that carries its tasks."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import keras
+from keras import ops
+
+from kmtl import weighting as weighting_lib
+from kmtl.losses import label_entries, masked_loss, resolve_loss
+from kmtl.metrics import resolve_metrics
+from kmtl.tasks import Task, validate_task_list
+from kmtl.training.task_step import gradient_level_train_step
+from kmtl.validation import check_fit_data
+
+
+@keras.saving.register_keras_serializable(package="kmtl")
+class MultiTaskModel(keras.Model):
+    """A Functional model whose outputs are a dict of task predictions, one per `Task`.
+
+    `compile` derives losses and metrics from the tasks, masks missing labels, logs `<task>_loss` and
+    `<task>_weight` for every task and combines task losses with a weighting strategy. Labels are always a dict
+    `{task_name: labels}` and predictions a dict keyed the same way. Builders in `kmtl.builders` return this class;
+    it can also be made directly from symbolic inputs and a dict of head outputs named after the tasks.
+
+    Args:
+        inputs: Keras input tensor(s), as for a Functional `keras.Model`.
+        outputs: dict `{task_name: tensor}` with one entry per task.
+        name: str. Model name.
+        tasks: list of `kmtl.Task`, in the order used for logs and weights.
+        **kwargs: passed to `keras.Model`.
+
+    Example:
+
+    >>> import keras, kmtl
+    >>> tasks = [kmtl.Task("smiling", "binary"), kmtl.Task("age", "regression")]
+    >>> x = keras.Input((8,), name="features")
+    >>> h = keras.layers.Dense(16, activation="relu")(x)
+    >>> outputs = {t.name: kmtl.heads.task_head(t, h) for t in tasks}
+    >>> model = kmtl.MultiTaskModel(x, outputs, tasks=tasks)
+    >>> model.compile(optimizer="adam", weighting="uncertainty")
+    >>> sorted(model.task_variables)
+    ['age', 'smiling']
+    """
+
+    def __init__(self, inputs, outputs, name=None, *, tasks: Sequence[Task], **kwargs):
+        tasks = validate_task_list(tasks)
+        _check_outputs(tasks, outputs)
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+        self._tasks = tuple(tasks)
+        self._partition = None
+        self._task_state = None
+
+    # === Tasks ===
+
+    @property
+    def tasks(self) -> tuple[Task, ...]:
+        """The model's tasks, in order."""
+        return self._tasks
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self._tasks]
+
+    def task(self, name: str) -> Task:
+        """The task called `name`."""
+        for task in self._tasks:
+            if task.name == name:
+                return task
+        raise KeyError(f"No task named {name!r}. Tasks: {self.task_names}")
+
+    # === Variable partition ===
+
+    @property
+    def shared_variables(self) -> list:
+        """Trainable variables of layers that feed more than one task's output."""
+        return list(self._variable_partition()[0])
+
+    @property
+    def task_variables(self) -> dict[str, list]:
+        """Trainable variables of layers that feed only one task's output, keyed by task name."""
+        return {name: list(v) for name, v in self._variable_partition()[1].items()}
+
+    def _variable_partition(self):
+        if self._partition is None:
+            from kmtl.graph import partition_layers
+
+            shared_layers, task_layers = partition_layers(self, self.task_names)
+            shared = _unique_variables(shared_layers)
+            taken = {id(v) for v in shared}
+            per_task = {}
+            for name, layers in task_layers.items():
+                per_task[name] = [v for v in _unique_variables(layers) if id(v) not in taken]
+            self._partition = (shared, per_task)
+        return self._partition
+
+    # === Compile ===
+
+    def compile(
+        self,
+        optimizer: Any = "adam",
+        weighting: Any = "equal",
+        *,
+        loss: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Sequence[Any]] | None = None,
+        **kwargs,
+    ):
+        """Configures training; losses and metrics derive from the tasks unless given.
+
+        Args:
+            optimizer: as for `keras.Model.compile`.
+            weighting: str or `kmtl.weighting.Weighting`. How task losses combine: `"equal"` (sum), `"static"`
+                (`Task.loss_weight`), `"uncertainty"` (Kendall et al. 2018), or a strategy object.
+            loss: dict `{task_name: loss}` overriding tasks' losses.
+            metrics: dict `{task_name: [metrics]}` overriding tasks' metrics.
+            **kwargs: other `keras.Model.compile` arguments (`jit_compile`, `steps_per_execution`, ...).
+                `loss_weights` is not accepted: use `Task.loss_weight` with `weighting="static"`.
+        """
+        if "loss_weights" in kwargs:
+            raise ValueError(
+                "`loss_weights` is not used by MultiTaskModel. Set `Task.loss_weight` and compile with "
+                "weighting='static', or choose another weighting strategy."
+            )
+        loss, metrics = dict(loss or {}), dict(metrics or {})
+        for field, given in (("loss", loss), ("metrics", metrics)):
+            unknown = [k for k in given if k not in self.task_names]
+            if unknown:
+                raise ValueError(f"`{field}` names unknown task(s) {unknown}. Valid task names: {self.task_names}.")
+        super().compile(optimizer=optimizer, **kwargs)
+        self._task_state = _TaskState(self._tasks, loss, metrics)
+        strategy = weighting_lib.get(weighting)
+        if getattr(self, "weighting", None) is not None:
+            del self.weighting  # untrack a previous compile's strategy and its variables
+        strategy.configure(self._tasks)
+        self.weighting = strategy
+        self._kmtl_compile_config = {
+            "weighting": keras.saving.serialize_keras_object(strategy),
+            "loss": {k: keras.saving.serialize_keras_object(v) for k, v in loss.items()},
+            "metrics": {k: [keras.saving.serialize_keras_object(m) for m in v] for k, v in metrics.items()},
+        }
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config is not None and self._task_state is not None:
+            config = {**config, **self._kmtl_compile_config}
+        return config
+
+    def compile_from_config(self, config):
+        config = dict(config)
+        for key in ("loss_weights", "weighted_metrics"):
+            config.pop(key, None)
+        config["weighting"] = weighting_lib.get(config.get("weighting"))
+        config["loss"] = {k: keras.saving.deserialize_keras_object(v) for k, v in (config.get("loss") or {}).items()}
+        config["metrics"] = {
+            k: [keras.saving.deserialize_keras_object(m) for m in v] for k, v in (config.get("metrics") or {}).items()
+        }
+        config["optimizer"] = keras.saving.deserialize_keras_object(config.get("optimizer"))
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    # === Losses and metrics ===
+
+    def task_losses(self, y, y_pred, sample_weight=None):
+        """Per-task masked losses as a float32 tensor `(num_tasks,)`, in task order."""
+        state = self._require_compiled()
+        values = []
+        for task in self._tasks:
+            weight = _task_sample_weight(sample_weight, task.name)
+            values.append(masked_loss(task, state.loss_fns[task.name], y[task.name], y_pred[task.name], weight))
+        return ops.stack(values)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Combines the masked task losses with the weighting strategy and adds regularisation losses."""
+        losses = self.task_losses(y, y_pred, sample_weight)
+        total, weights = self.weighting.combine(losses, training=training)
+        self._task_state.update_loss_trackers(losses, weights)
+        return _scale_for_replicas(total + self._regularization_loss())
+
+    def _regularization_loss(self):
+        extra = [ops.cast(ops.sum(loss), "float32") for loss in self.losses]
+        return ops.sum(ops.stack(extra)) if extra else ops.zeros((), "float32")
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        state = self._require_compiled()
+        for task in self._tasks:
+            weight = _task_sample_weight(sample_weight, task.name)
+            for metric in state.metrics[task.name]:
+                _update_metric(task, metric, y[task.name], y_pred[task.name], weight)
+        return self.get_metrics_result()
+
+    @property
+    def metrics(self):
+        metrics = list(super().metrics)
+        if self._task_state is not None:
+            known = {id(m) for m in metrics}
+            metrics += [m for m in self._task_state.all_metrics() if id(m) not in known]
+        return metrics
+
+    def train_step(self, data):
+        if getattr(self, "weighting", None) is not None and self.weighting.gradient_level:
+            return gradient_level_train_step(self, data)
+        return super().train_step(data)
+
+    def _require_compiled(self) -> "_TaskState":
+        if self._task_state is None:
+            raise RuntimeError("The model is not compiled. Call `model.compile(optimizer, weighting=...)` first.")
+        return self._task_state
+
+    # === Data checks before training ===
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        check_fit_data(self, x, y, kwargs.get("validation_data"))
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        check_fit_data(self, x, y)
+        return super().evaluate(x, y, *args, **kwargs)
+
+    # === Config ===
+
+    def get_config(self):
+        config = super().get_config()
+        config["tasks"] = [keras.saving.serialize_keras_object(t) for t in self._tasks]
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        tasks = [
+            t if isinstance(t, Task) else keras.saving.deserialize_keras_object(t, custom_objects=custom_objects)
+            for t in config.pop("tasks")
+        ]
+        graph = keras.Model.from_config(config, custom_objects=custom_objects)
+        return cls(inputs=graph.input, outputs=graph.output, name=graph.name, tasks=tasks)
+
+
+class _TaskState:
+    """What `compile` derives from the tasks: loss functions, metric objects and per-task trackers.
+
+    Kept outside Keras's automatic tracking so recompiling replaces it cleanly; `MultiTaskModel.metrics`
+    lists its metrics so Keras resets and reports them.
+    """
+
+    def __init__(self, tasks, loss_overrides, metric_overrides):
+        self.loss_fns = {t.name: resolve_loss(loss_overrides.get(t.name, t.loss)) for t in tasks}
+        self.metrics = {t.name: resolve_metrics(t, metric_overrides.get(t.name)) for t in tasks}
+        self.loss_trackers = [keras.metrics.Mean(name=f"{t.name}_loss") for t in tasks]
+        self.weight_trackers = [keras.metrics.Mean(name=f"{t.name}_weight") for t in tasks]
+
+    def update_loss_trackers(self, losses, weights):
+        for i, (loss_tracker, weight_tracker) in enumerate(zip(self.loss_trackers, self.weight_trackers)):
+            loss_tracker.update_state(losses[i])
+            weight_tracker.update_state(weights[i])
+
+    def all_metrics(self):
+        out = []
+        for loss_tracker, weight_tracker in zip(self.loss_trackers, self.weight_trackers):
+            out += [loss_tracker, weight_tracker]
+        for task_metrics in self.metrics.values():
+            out += task_metrics
+        return out
+
+
+def _update_metric(task, metric, y_true, y_pred, sample_weight):
+    if getattr(metric, "entrywise", True):
+        y_true, y_pred, weights = label_entries(task, y_true, y_pred, sample_weight)
+        metric.update_state(y_true, y_pred, sample_weight=weights)
+        return
+    # Whole-vector metrics (e.g. landmark NME) see an example only when all of its entries are present.
+    y_true_entries, _, weights = label_entries(task, y_true, y_pred, sample_weight)
+    per_example = ops.min(ops.reshape(weights, (-1, task.label_width)), axis=-1)
+    filled = ops.reshape(y_true_entries, ops.shape(y_pred))
+    metric.update_state(filled, y_pred, sample_weight=per_example)
+
+
+def _task_sample_weight(sample_weight, name):
+    if isinstance(sample_weight, Mapping):
+        return sample_weight.get(name)
+    return sample_weight
+
+
+def _scale_for_replicas(value):
+    """Divides by the number of replicas under `tf.distribute`, as Keras's own losses do."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            value = value / replicas
+    return value
+
+
+def _unique_variables(layers):
+    seen, out = set(), []
+    for layer in layers:
+        for variable in layer.trainable_variables:
+            if id(variable) not in seen:
+                seen.add(id(variable))
+                out.append(variable)
+    return out
+
+
+def _check_outputs(tasks, outputs):
+    names = [t.name for t in tasks]
+    if not isinstance(outputs, Mapping):
+        raise ValueError(
+            f"`outputs` must be a dict keyed by task name {names}. Received: {type(outputs).__name__}."
+        )
+    if sorted(outputs) != sorted(names):
+        raise ValueError(f"`outputs` keys {sorted(outputs)} must equal the task names {sorted(names)}.")
+    for task in tasks:
+        width = outputs[task.name].shape[-1]
+        if width is not None and width != task.output_units:
+            raise ValueError(
+                f"Output '{task.name}' has {width} units but {task!r} expects {task.output_units}."
+            )

@@ -1,0 +1,316 @@
+"""`Task`: one declaration from which heads, losses, metrics, masks and the export signature derive."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+
+KINDS = ("binary", "multiclass", "multilabel", "regression")
+
+# Per-kind defaults. Losses are names of `keras.losses` functions; metric names are resolved per kind by
+# `kmtl.metrics.resolve`. Heads output probabilities (not logits), so predictions read as users expect.
+_DEFAULTS = {
+    "binary": {"loss": "binary_crossentropy", "metrics": ("accuracy", "auc"), "activation": "sigmoid"},
+    "multiclass": {"loss": "sparse_categorical_crossentropy", "metrics": ("accuracy",), "activation": "softmax"},
+    "multilabel": {"loss": "binary_crossentropy", "metrics": ("accuracy", "auc"), "activation": "sigmoid"},
+    "regression": {"loss": "mse", "metrics": ("mae", "rmse"), "activation": "linear"},
+}
+_NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+@keras.saving.register_keras_serializable(package="kmtl")
+class Task:
+    """A task a multi-task model learns: what it predicts and how it is scored.
+
+    Everything else derives from it: the head (units and activation), the loss, the metrics (logged as
+    `<name>_<metric>`), the mask of missing labels and the export signature.
+
+    Args:
+        name: str. Task name; also the output name, the log prefix and the export key. Letters, digits and
+            underscores, starting with a letter.
+        kind: str. One of `"binary"`, `"multiclass"`, `"multilabel"`, `"regression"`.
+        num_classes: int. Number of classes of a `"multiclass"` task (>= 2). Labels are class ids.
+        num_labels: int. Number of labels of a `"multilabel"` task (>= 1). Labels are 0/1 vectors.
+        units: int. Output size of a `"regression"` task (>= 1).
+        loss: str, callable or `keras.losses.Loss`. Overrides the kind's default loss. It must return one value per
+            label entry when called on `(y_true, y_pred)` (all Keras losses do; a `Loss` object's `call` is used).
+        metrics: list of str or `keras.metrics.Metric`. Overrides the kind's default metrics.
+        activation: str. Overrides the head's activation (default: sigmoid, softmax, sigmoid, linear).
+        loss_weight: float. Weight of the task's loss under `"static"` weighting (>= 0).
+        auxiliary: bool. An auxiliary task is trained and logged but never exported.
+        missing: float or int. Label value that marks a missing label. Defaults to NaN for regression and -1 for
+            class ids and multilabel entries. A missing label contributes nothing to loss or metrics.
+        label_names: sequence of str. Names of the classes (multiclass), labels (multilabel), the negative and
+            positive class (binary) or the output units (regression). Used by reports and the export.
+
+    Example:
+
+    >>> Task("hair", "multiclass", num_classes=3, label_names=["black", "blond", "brown"]).output_units
+    3
+    >>> Task("age", "regression").missing
+    nan
+    """
+
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        *,
+        num_classes: int | None = None,
+        num_labels: int | None = None,
+        units: int = 1,
+        loss: Any = None,
+        metrics: Sequence[Any] | None = None,
+        activation: str | None = None,
+        loss_weight: float = 1.0,
+        auxiliary: bool = False,
+        missing: float | int | None = None,
+        label_names: Sequence[str] | None = None,
+    ):
+        if not isinstance(name, str) or not _NAME_PATTERN.match(name):
+            raise ValueError(
+                "Invalid value for `name`. Expected letters, digits and underscores, starting with a letter. "
+                f"Received: name={name!r}"
+            )
+        if kind not in KINDS:
+            raise ValueError(f"Task '{name}': invalid value for `kind`. Expected one of {KINDS}. Received: kind={kind!r}")
+        self.name = name
+        self.kind = kind
+        self.num_classes = _check_count(name, "num_classes", num_classes, kind == "multiclass", minimum=2)
+        self.num_labels = _check_count(name, "num_labels", num_labels, kind == "multilabel", minimum=1)
+        if kind == "regression":
+            _check_count(name, "units", units, True, minimum=1)
+        elif units != 1:
+            raise ValueError(f"Task '{name}': `units` applies to regression tasks only. Received: units={units}")
+        self.units = int(units)
+        self.loss = loss if loss is not None else _DEFAULTS[kind]["loss"]
+        self.metrics = list(metrics) if metrics is not None else list(_DEFAULTS[kind]["metrics"])
+        self.activation = activation if activation is not None else _DEFAULTS[kind]["activation"]
+        if not isinstance(loss_weight, (int, float)) or not math.isfinite(loss_weight) or loss_weight < 0:
+            raise ValueError(
+                f"Task '{name}': invalid value for `loss_weight`. Expected a finite number >= 0. "
+                f"Received: loss_weight={loss_weight!r}"
+            )
+        self.loss_weight = float(loss_weight)
+        self.auxiliary = bool(auxiliary)
+        self.missing = _default_missing(kind) if missing is None else missing
+        if kind != "regression" and (not isinstance(self.missing, (int, float)) or math.isnan(self.missing)):
+            raise ValueError(
+                f"Task '{name}': invalid value for `missing`. Class labels need a number such as -1. "
+                f"Received: missing={missing!r}"
+            )
+        highest_label = self.num_classes - 1 if kind == "multiclass" else 1
+        if kind != "regression" and 0 <= self.missing <= highest_label:
+            raise ValueError(
+                f"Task '{name}': `missing`={self.missing} is also a valid label; choose a value outside "
+                f"0..{highest_label}, such as -1."
+            )
+        self.label_names = None if label_names is None else [str(n) for n in label_names]
+        expected_names = 2 if kind == "binary" else self.output_units
+        if self.label_names is not None and len(self.label_names) != expected_names:
+            raise ValueError(
+                f"Task '{name}': expected {expected_names} `label_names` for a {kind} task. "
+                f"Received: label_names={self.label_names}"
+            )
+
+    # --- Derived facts ---------------------------------------------------------------------------------------
+
+    @property
+    def output_units(self) -> int:
+        """Width of the head's output: 1, num_classes, num_labels or units."""
+        return {"binary": 1, "multiclass": self.num_classes, "multilabel": self.num_labels}.get(self.kind, self.units)
+
+    @property
+    def label_width(self) -> int:
+        """Number of label entries per example: 1 for binary and multiclass (a class id)."""
+        return 1 if self.kind in ("binary", "multiclass") else self.output_units
+
+    @property
+    def missing_is_nan(self) -> bool:
+        return isinstance(self.missing, float) and math.isnan(self.missing)
+
+    # --- Label validation ------------------------------------------------------------------------------------
+
+    def validate_labels(self, labels: Any, num_examples: int | None = None) -> None:
+        """Checks one task's labels (numpy-like) for shape, dtype and range.
+
+        Args:
+            labels: array-like. The task's labels for a batch or a whole dataset, missing entries marked.
+            num_examples: int. Expected leading dimension, if known.
+
+        Raises:
+            ValueError: naming the task, the field and what was expected.
+        """
+        array = np.asarray(labels)
+        self.validate_label_spec(array.shape, array.dtype)
+        if num_examples is not None and array.shape[0] != num_examples:
+            raise ValueError(
+                f"Task '{self.name}': labels have {array.shape[0]} rows but the inputs have {num_examples}."
+            )
+        present = array[~self._missing_mask(array)]
+        if self.kind == "regression":
+            bad = ~np.isfinite(present.astype(np.float64))
+            if bad.any():
+                raise ValueError(
+                    f"Task '{self.name}': labels contain {present[bad][:3].tolist()}; expected finite values "
+                    f"(mark a missing label with {self.missing})."
+                )
+            return
+        present = present.astype(np.float64)
+        if self.kind == "multiclass":
+            valid = (present == np.round(present)) & (present >= 0) & (present < self.num_classes)
+            expected = f"class ids in 0..{self.num_classes - 1}"
+        else:
+            valid = (present >= 0) & (present <= 1)
+            expected = "values in [0, 1]"
+        if not valid.all():
+            raise ValueError(
+                f"Task '{self.name}': labels contain {np.unique(present[~valid])[:5].tolist()}; expected {expected} "
+                f"or {self.missing} for a missing label."
+            )
+
+    def validate_label_spec(self, shape: Sequence[int | None], dtype: Any) -> None:
+        """Checks the shape (batch axis first) and dtype of a task's labels without reading values."""
+        shape = tuple(shape)
+        dtype = np.dtype(getattr(dtype, "as_numpy_dtype", dtype))
+        if len(shape) == 0:
+            raise ValueError(f"Task '{self.name}': labels must have a batch axis. Received a scalar.")
+        width = self.label_width
+        allowed = [(), (1,)] if width == 1 else [(width,)]
+        if tuple(shape[1:]) not in allowed:
+            expected = " or ".join(str(("batch",) + a).replace("'", "") for a in allowed)
+            raise ValueError(
+                f"Task '{self.name}' ({self.kind}): labels must have shape {expected}. Received shape "
+                f"{tuple('batch' if d is None else d for d in shape)}".replace("'", "")
+            )
+        numeric = np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)
+        if not numeric:
+            raise ValueError(f"Task '{self.name}': labels must be numeric. Received dtype {dtype}.")
+        if self.kind != "regression" and np.issubdtype(dtype, np.unsignedinteger) and self.missing < 0:
+            raise ValueError(
+                f"Task '{self.name}': labels are unsigned ({dtype}) and cannot hold the missing marker "
+                f"{self.missing}; use a signed integer dtype."
+            )
+
+    def _missing_mask(self, array: np.ndarray) -> np.ndarray:
+        if self.missing_is_nan:
+            return np.isnan(array.astype(np.float64))
+        return array == self.missing
+
+    # --- Serialisation ---------------------------------------------------------------------------------------
+
+    def get_config(self) -> dict:
+        metrics = [m if isinstance(m, str) else keras.saving.serialize_keras_object(m) for m in self.metrics]
+        loss = self.loss if isinstance(self.loss, str) else keras.saving.serialize_keras_object(self.loss)
+        missing = "nan" if self.missing_is_nan else self.missing
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "num_classes": self.num_classes,
+            "num_labels": self.num_labels,
+            "units": self.units,
+            "loss": loss,
+            "metrics": metrics,
+            "activation": self.activation,
+            "loss_weight": self.loss_weight,
+            "auxiliary": self.auxiliary,
+            "missing": missing,
+            "label_names": self.label_names,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Task":
+        config = dict(config)
+        if config.get("missing") == "nan":
+            config["missing"] = float("nan")
+        if isinstance(config.get("loss"), dict):
+            config["loss"] = keras.saving.deserialize_keras_object(config["loss"])
+        config["metrics"] = [
+            m if isinstance(m, str) else keras.saving.deserialize_keras_object(m) for m in config.get("metrics", [])
+        ]
+        name, kind = config.pop("name"), config.pop("kind")
+        return cls(name, kind, **config)
+
+    def __repr__(self) -> str:
+        extra = {"multiclass": f", num_classes={self.num_classes}", "multilabel": f", num_labels={self.num_labels}"}
+        detail = extra.get(self.kind, f", units={self.units}" if self.kind == "regression" and self.units > 1 else "")
+        aux = ", auxiliary=True" if self.auxiliary else ""
+        return f"Task({self.name!r}, {self.kind!r}{detail}{aux})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Task) and _comparable(self.get_config()) == _comparable(other.get_config())
+
+    __hash__ = None
+
+
+def _comparable(config: dict) -> dict:
+    return {k: (str(v) if k in ("loss", "metrics") else v) for k, v in config.items()}
+
+
+def _default_missing(kind: str) -> float | int:
+    return float("nan") if kind == "regression" else -1
+
+
+def _check_count(task: str, field: str, value: Any, required: bool, minimum: int) -> int | None:
+    if value is None and not required:
+        return None
+    if value is not None and not required:
+        raise ValueError(f"Task '{task}': `{field}` does not apply to this kind of task. Received: {field}={value}")
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(
+            f"Task '{task}': invalid value for `{field}`. Expected an int >= {minimum}. Received: {field}={value!r}"
+        )
+    return int(value)
+
+
+def validate_task_list(tasks: Sequence[Task]) -> list[Task]:
+    """Checks a list of tasks: at least one, all `Task`s, unique names."""
+    tasks = list(tasks)
+    if not tasks:
+        raise ValueError("Invalid value for `tasks`. Expected at least one Task. Received: tasks=[]")
+    for task in tasks:
+        if not isinstance(task, Task):
+            raise ValueError(f"Invalid value for `tasks`. Expected kmtl.Task objects. Received: {task!r}")
+    names = [t.name for t in tasks]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"Invalid value for `tasks`. Task names must be unique. Received duplicates: {duplicates}")
+    return tasks
+
+
+def validate_label_dict(tasks: Sequence[Task], labels: Any, num_examples: int | None = None) -> None:
+    """Checks that `labels` is a dict keyed exactly by the task names and that each task's labels are valid.
+
+    Args:
+        tasks: list of `Task`.
+        labels: dict of array-likes, `{task_name: labels}`.
+        num_examples: int. Expected number of rows, if known.
+
+    Raises:
+        ValueError: naming the unknown or missing task, or the task whose labels are invalid.
+    """
+    check_label_keys(tasks, labels)
+    for task in tasks:
+        task.validate_labels(labels[task.name], num_examples)
+
+
+def check_label_keys(tasks: Sequence[Task], labels: Any) -> None:
+    names = [t.name for t in tasks]
+    if not isinstance(labels, dict):
+        raise ValueError(
+            f"Labels must be a dict keyed by task name {names}. Received: {type(labels).__name__}. "
+            "Give every task its labels, marking missing ones with the task's `missing` value."
+        )
+    unknown = [k for k in labels if k not in names]
+    if unknown:
+        raise ValueError(f"Labels name unknown task(s) {unknown}. Valid task names: {names}.")
+    absent = [n for n in names if n not in labels]
+    if absent:
+        raise ValueError(
+            f"Labels are missing for task(s) {absent}. Valid task names: {names}. A task without labels in some "
+            "rows still needs an entry, with its missing-label marker in those rows."
+        )

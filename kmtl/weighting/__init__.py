@@ -1,0 +1,40 @@
+"""Task-weighting strategies, selected by name or object in `MultiTaskModel.compile(weighting=...)`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from kmtl.weighting.base import GradientWeighting, Weighting
+from kmtl.weighting.loss_level import Equal, Static, Uncertainty
+
+__all__ = ["Equal", "GradientWeighting", "Static", "Uncertainty", "Weighting", "get", "STRATEGIES"]
+
+STRATEGIES = {"equal": Equal, "static": Static, "uncertainty": Uncertainty}
+
+
+def get(identifier: Any) -> Weighting:
+    """Returns a fresh `Weighting` for a name, a serialised config or a `Weighting` object.
+
+    Raises:
+        ValueError: for an unknown name, listing the known ones.
+    """
+    if isinstance(identifier, Weighting):
+        return identifier
+    if identifier is None:
+        return Equal()
+    if isinstance(identifier, str):
+        if identifier not in STRATEGIES:
+            raise ValueError(
+                f"Invalid value for `weighting`. Expected one of {sorted(STRATEGIES)} or a kmtl.weighting.Weighting. "
+                f"Received: weighting={identifier!r}"
+            )
+        return STRATEGIES[identifier]()
+    if isinstance(identifier, dict):
+        strategy = keras.saving.deserialize_keras_object(identifier)
+        if isinstance(strategy, Weighting):
+            return strategy
+    raise ValueError(
+        f"Invalid value for `weighting`. Expected a name, config or kmtl.weighting.Weighting. Received: {identifier!r}"
+    )

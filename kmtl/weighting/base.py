@@ -1,0 +1,98 @@
+"""The interface every task-weighting strategy implements."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+
+from kmtl.tasks import Task
+
+
+class Weighting(keras.layers.Layer):
+    """Base class of task-weighting strategies.
+
+    A strategy is a `Layer` so that its state (learned weights, loss history, ...) is tracked, trained and saved
+    with the model. `MultiTaskModel.compile` calls `configure(tasks)` once; the strategy then creates its state.
+
+    Loss-level strategies (`gradient_level = False`) implement `combine(losses, training)`, which turns the vector
+    of task losses into the scalar that is differentiated; they run inside `compute_loss`, so they are
+    backend-neutral. Gradient-level strategies (`gradient_level = True`, subclass `GradientWeighting`) implement
+    `aggregate(grads, losses)` instead: the model computes every task's gradient of the shared variables and the
+    strategy combines them into one update direction.
+
+    Args:
+        **kwargs: passed to `keras.layers.Layer`.
+    """
+
+    gradient_level = False
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("name", _snake(type(self).__name__) + "_weighting")
+        super().__init__(**kwargs)
+        self.task_names: tuple[str, ...] = ()
+        self.task_kinds: tuple[str, ...] = ()
+        self.loss_weights: tuple[float, ...] = ()
+
+    def configure(self, tasks: Sequence[Task]) -> None:
+        """Records the tasks and creates the strategy's state. Called by `MultiTaskModel.compile`."""
+        self.task_names = tuple(t.name for t in tasks)
+        self.task_kinds = tuple(t.kind for t in tasks)
+        self.loss_weights = tuple(t.loss_weight for t in tasks)
+        self.create_state(len(tasks))
+        self.built = True
+
+    def create_state(self, num_tasks: int) -> None:
+        """Creates variables that depend on the number of tasks. Stateless strategies create none."""
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.task_names)
+
+    def combine(self, losses, training=True):
+        """Combines task losses.
+
+        Args:
+            losses: float32 tensor `(num_tasks,)` of task losses, in task order.
+            training: bool. Whether this is a training step (strategies may update state only then).
+
+        Returns:
+            Tuple `(total_loss, weights)`: the scalar to minimise and a `(num_tasks,)` tensor of the weight each
+            task's loss received (logged as `<task>_weight`).
+        """
+        raise TypeError(f"{type(self).__name__} is gradient-level; it aggregates gradients and has no `combine`.")
+
+
+class GradientWeighting(Weighting):
+    """Base class of gradient-level strategies (PCGrad, MGDA, ... plug in here).
+
+    `MultiTaskModel`'s train step computes the matrix `G` of per-task gradients of the shared trainable variables,
+    flattened and stacked to `(num_tasks, num_shared_parameters)`, and calls `aggregate(G, losses)`. The result is
+    the update direction of the shared variables; each task's own variables get its own task's gradient.
+    Evaluation reports the plain sum of task losses.
+    """
+
+    gradient_level = True
+
+    def aggregate(self, grads, losses):
+        """Aggregates per-task gradients.
+
+        Args:
+            grads: float32 tensor `(num_tasks, num_shared_parameters)`.
+            losses: float32 tensor `(num_tasks,)` of the task losses.
+
+        Returns:
+            Tuple `(direction, weights)`: a `(num_shared_parameters,)` tensor and the `(num_tasks,)` weights
+            logged as `<task>_weight` (for methods without explicit weights, the coefficients of the rows of
+            `grads` in `direction` where they exist, else ones).
+        """
+        raise TypeError(f"{type(self).__name__} must implement `aggregate(grads, losses)`.")
+
+    def combine(self, losses, training=True):
+        # Used for evaluation, where no gradients are taken: the unweighted sum.
+        return keras.ops.sum(losses), keras.ops.ones_like(losses)
+
+
+def _snake(name: str) -> str:
+    out = "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+    return out
