@@ -20,7 +20,9 @@ def task_head(
     """Applies a task's head to a feature vector: optional hidden layers, then the output layer.
 
     The output layer is named after the task (its name is the model's output key) and computes in float32 so
-    predictions and losses stay accurate under mixed precision. Hidden layers are named `<task>_hidden_<i>`.
+    predictions and losses stay accurate under mixed precision. Hidden layers are named `<task>_hidden_<i>`. A
+    regression task with `target_offset`/`target_scale` gets a Dense layer `<task>_standardized` followed by a
+    fixed `Rescaling` named after the task.
 
     Args:
         task: `Task`.
@@ -50,4 +52,10 @@ def task_head(
         x = keras.layers.Dense(units, activation=activation, name=f"{task.name}_hidden_{i}")(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name=f"{task.name}_dropout_{i}")(x)
-    return keras.layers.Dense(task.output_units, activation=task.activation, name=task.name, dtype="float32")(x)
+    if not task.standardizes_targets:
+        return keras.layers.Dense(task.output_units, activation=task.activation, name=task.name, dtype="float32")(x)
+    # Regression in standardised units: the Dense layer predicts (y - offset) / scale, a fixed Rescaling maps back.
+    x = keras.layers.Dense(
+        task.output_units, activation=task.activation, name=f"{task.name}_standardized", dtype="float32"
+    )(x)
+    return keras.layers.Rescaling(task.target_scale, offset=task.target_offset, name=task.name, dtype="float32")(x)

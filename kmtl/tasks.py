@@ -46,6 +46,12 @@ class Task:
             class ids and multilabel entries. A missing label contributes nothing to loss or metrics.
         label_names: sequence of str. Names of the classes (multiclass), labels (multilabel), the negative and
             positive class (binary) or the output units (regression). Used by reports and the export.
+        target_offset: float. Regression only: a typical value of the targets (e.g. their mean).
+        target_scale: float. Regression only: a typical spread of the targets (e.g. their standard deviation).
+            With an offset and scale, the head learns standardised values `(y - offset) / scale` and rescales its
+            output to the targets' units, and the loss is measured in standardised units, so a target in years or
+            degrees neither dominates the other tasks' losses nor needs thousands of steps to reach its mean.
+            Predictions, metrics and exports stay in the targets' units.
 
     Example:
 
@@ -70,6 +76,8 @@ class Task:
         auxiliary: bool = False,
         missing: float | int | None = None,
         label_names: Sequence[str] | None = None,
+        target_offset: float = 0.0,
+        target_scale: float = 1.0,
     ):
         if not isinstance(name, str) or not _NAME_PATTERN.match(name):
             raise ValueError(
@@ -109,6 +117,20 @@ class Task:
                 f"Task '{name}': `missing`={self.missing} is also a valid label; choose a value outside "
                 f"0..{highest_label}, such as -1."
             )
+        if kind != "regression" and (target_offset != 0.0 or target_scale != 1.0):
+            raise ValueError(f"Task '{name}': `target_offset` and `target_scale` apply to regression tasks only.")
+        if not isinstance(target_scale, (int, float)) or not math.isfinite(target_scale) or target_scale <= 0:
+            raise ValueError(
+                f"Task '{name}': invalid value for `target_scale`. Expected a finite number > 0. "
+                f"Received: target_scale={target_scale!r}"
+            )
+        if not isinstance(target_offset, (int, float)) or not math.isfinite(target_offset):
+            raise ValueError(
+                f"Task '{name}': invalid value for `target_offset`. Expected a finite number. "
+                f"Received: target_offset={target_offset!r}"
+            )
+        self.target_offset = float(target_offset)
+        self.target_scale = float(target_scale)
         self.label_names = None if label_names is None else [str(n) for n in label_names]
         expected_names = 2 if kind == "binary" else self.output_units
         if self.label_names is not None and len(self.label_names) != expected_names:
@@ -128,6 +150,11 @@ class Task:
     def label_width(self) -> int:
         """Number of label entries per example: 1 for binary and multiclass (a class id)."""
         return 1 if self.kind in ("binary", "multiclass") else self.output_units
+
+    @property
+    def standardizes_targets(self) -> bool:
+        """Whether the head and loss work in standardised units (a regression task with offset or scale)."""
+        return self.target_offset != 0.0 or self.target_scale != 1.0
 
     @property
     def missing_is_nan(self) -> bool:
@@ -220,6 +247,8 @@ class Task:
             "auxiliary": self.auxiliary,
             "missing": missing,
             "label_names": self.label_names,
+            "target_offset": self.target_offset,
+            "target_scale": self.target_scale,
         }
 
     @classmethod

@@ -74,6 +74,8 @@ def resolve_loss(loss: Any) -> Callable:
 def masked_loss(task: Task, loss_fn: Callable, y_true, y_pred, sample_weight=None):
     """Mean of `loss_fn` over the present label entries of one task; 0 (never NaN) when none is present.
 
+    Regression tasks with `target_offset`/`target_scale` are scored on standardised values `(y - offset) / scale`.
+
     Args:
         task: `Task`.
         loss_fn: function returning one value per entry, as from `resolve_loss`.
@@ -85,6 +87,10 @@ def masked_loss(task: Task, loss_fn: Callable, y_true, y_pred, sample_weight=Non
         Scalar float32 tensor.
     """
     y_true, y_pred, weights = label_entries(task, y_true, y_pred, sample_weight)
+    if task.standardizes_targets:
+        # Measure the loss in standardised units (see `Task.target_scale`).
+        y_true = (y_true - task.target_offset) / task.target_scale
+        y_pred = (y_pred - task.target_offset) / task.target_scale
     values = ops.cast(ops.reshape(loss_fn(y_true, y_pred), (-1,)), "float32")
     present = weights > 0
     total = ops.sum(ops.where(present, values * weights, ops.zeros_like(values)))

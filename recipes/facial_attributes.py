@@ -1,0 +1,175 @@
+"""Facial attributes: one CNN learns smiling, eyeglasses, gender, hair colour, ethnicity, age, head pose and landmarks.
+
+A HyperFace-style model: a small CNN trunk whose pooled features from several depths are fused (global features
+from early layers help localisation tasks such as landmarks and pose, deep ones help attributes) and read by one
+head per task. The embedded default data is kmtl's deterministic synthetic face generator, where every label is
+known exactly; `load_data(source="celeba:PATH")` and `source="utkface:PATH"` read the real datasets from a local
+copy instead, with the tasks they lack marked missing.
+
+Example:
+
+>>> from kmtl.recipes import facial_attributes as fa
+>>> model = fa.build_model(image_size=32)
+>>> train_ds, val_ds, test_ds = fa.load_data(num_train=64, num_val=32, num_test=32, image_size=32)
+>>> model.compile(optimizer="adam", weighting="uncertainty")  # doctest: +SKIP
+>>> model.fit(train_ds, validation_data=val_ds, epochs=1)  # doctest: +SKIP
+
+Reference:
+    Ranjan, Patel & Chellappa (2019). HyperFace: A Deep Multi-task Learning Framework for Face Detection, Landmark
+    Localization, Pose Estimation, and Gender Recognition. IEEE TPAMI.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import kmtl
+from kmtl import data as face_data
+from kmtl.layers import FeatureFusion
+from kmtl.metrics import NormalizedMeanError
+
+NAME = "facial-attributes"
+DESCRIPTION = "CNN with multi-depth feature fusion for 8 face tasks (binary, multiclass, regression, landmarks)."
+INPUT_NAME = "image"
+
+# Training defaults used by `kmtl train facial-attributes`; `QUICK` overrides them for `--quick` runs.
+DEFAULTS = {
+    "epochs": 6,
+    "batch_size": 64,
+    "weighting": "uncertainty",
+    "learning_rate": 2e-3,
+    "num_train": 4000,
+    "num_val": 500,
+    "num_test": 1000,
+    "image_size": 48,
+}
+QUICK = {"epochs": 1, "num_train": 256, "num_val": 64, "num_test": 128, "image_size": 32}
+
+
+def make_tasks() -> list[kmtl.Task]:
+    """The recipe's tasks; the label names match `kmtl.data` so reports and exports speak of classes by name."""
+    return [
+        kmtl.Task("smiling", "binary", label_names=["no", "yes"]),
+        kmtl.Task("eyeglasses", "binary", label_names=["no", "yes"]),
+        kmtl.Task("gender", "binary", label_names=["female", "male"]),
+        kmtl.Task("hair_colour", "multiclass", num_classes=len(face_data.HAIR_COLOURS),
+                  label_names=face_data.HAIR_COLOURS),
+        kmtl.Task("ethnicity", "multiclass", num_classes=len(face_data.ETHNICITIES),
+                  label_names=face_data.ETHNICITIES),
+        # Ages in years and yaw in degrees are learned in standardised units (offset and scale are round numbers
+        # near the embedded data's mean and spread; CelebA-style landmarks are normalised coordinates).
+        kmtl.Task("age", "regression", metrics=["mae"], target_offset=45.0, target_scale=20.0),
+        kmtl.Task("head_pose", "regression", metrics=["mae"], target_scale=20.0),
+        kmtl.Task("landmarks", "regression", units=2 * len(face_data.LANDMARK_NAMES),
+                  metrics=["mae", NormalizedMeanError(name="nme")], target_offset=0.5, target_scale=0.1,
+                  label_names=[f"{p}_{axis}" for p in face_data.LANDMARK_NAMES for axis in "xy"]),
+    ]
+
+
+TASKS = make_tasks()
+
+def build_model(
+    image_size: int = 48,
+    filters: Sequence[int] = (32, 64, 96),
+    fusion_units: int = 192,
+    head_units: Sequence[int] = (64,),
+    dropout: float = 0.1,
+    tasks: Sequence[kmtl.Task] | None = None,
+) -> kmtl.MultiTaskModel:
+    """Builds the facial-attributes model (uncompiled).
+
+    Args:
+        image_size: int. Height and width of the square RGB input.
+        filters: sequence of int. Filters of the trunk's conv stages; each stage halves the resolution.
+        fusion_units: int. Width of the fused feature vector.
+        head_units: sequence of int. Hidden widths of every task head.
+        dropout: float. Dropout on the fused features and in the heads.
+        tasks: the tasks to learn; defaults to `make_tasks()` (pass a subset for single-task baselines).
+
+    Returns:
+        `kmtl.MultiTaskModel` with input `"image"` and one output per task.
+    """
+    tasks = list(tasks) if tasks is not None else make_tasks()
+    image = keras.Input((image_size, image_size, 3), name=INPUT_NAME)
+    x = image
+    depths = []
+    for i, f in enumerate(filters, start=1):
+        x = keras.layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"conv{i}a")(x)
+        x = keras.layers.BatchNormalization(name=f"bn{i}a")(x)
+        x = keras.layers.Activation("relu", name=f"relu{i}a")(x)
+        x = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"conv{i}b")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
+        depths.append(x)
+    fused = FeatureFusion(units=fusion_units, activation="relu", pooling="avg", name="fusion")(depths)
+    # Spatial layout matters for landmarks and pose: add the flattened deepest map, reduced by a 1x1 conv.
+    spatial = keras.layers.Conv2D(16, 1, activation="relu", name="spatial_reduce")(depths[-1])
+    spatial = keras.layers.Flatten(name="spatial_flatten")(spatial)
+    features = keras.layers.Concatenate(name="features")([fused, spatial])
+    features = keras.layers.Dropout(dropout, name="features_dropout")(features)
+    features = keras.layers.Dense(fusion_units, activation="relu", name="shared_dense")(features)
+    return kmtl.builders.hard_sharing(
+        {INPUT_NAME: image}, features, tasks, head_units=head_units, dropout=dropout, name="facial_attributes"
+    )
+
+
+def compile_model(model: kmtl.MultiTaskModel, weighting="uncertainty", learning_rate: float = 2e-3):
+    """Compiles with Adam and the given weighting; returns the model."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), weighting=weighting)
+    return model
+
+
+def load_data(
+    num_train: int = 4000,
+    num_val: int = 500,
+    num_test: int = 1000,
+    image_size: int = 48,
+    batch_size: int = 64,
+    seed: int = 0,
+    source: str = "synthetic",
+    tasks: Sequence[str] | None = None,
+):
+    """Returns `(train, val, test)` batched `tf.data.Dataset`s of `({"image": x}, {task: labels})`.
+
+    Args:
+        num_train, num_val, num_test: int. Split sizes (for real data: caps, None for all).
+        image_size: int. Images are resized to `image_size` x `image_size`.
+        batch_size: int. Batch size.
+        seed: int. Seed of the synthetic data and of shuffling.
+        source: `"synthetic"` (embedded, no download), `"celeba:PATH"` or `"utkface:PATH"` (a local copy).
+        tasks: names of the tasks to keep in the labels (default: all); for single-task baselines.
+    """
+    splits = _load_arrays(source, num_train, num_val, num_test, image_size, seed)
+    keep = list(tasks) if tasks is not None else [t.name for t in TASKS]
+    out = []
+    for i, (images, labels) in enumerate(splits):
+        labels = {k: labels[k] for k in keep}
+        ds = tf.data.Dataset.from_tensor_slices(({INPUT_NAME: images}, labels))
+        if i == 0:
+            ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+        out.append(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE))
+    return tuple(out)
+
+
+def _load_arrays(source, num_train, num_val, num_test, image_size, seed):
+    if source == "synthetic":
+        sizes = (num_train, num_val, num_test)
+        return [face_data.generate_faces(n, image_size=image_size, seed=seed + 1000 * i) for i, n in enumerate(sizes)]
+    kind, _, path = source.partition(":")
+    if kind == "celeba" and path:
+        return [
+            face_data.load_celeba(path, split=split, image_size=image_size, limit=limit)
+            for split, limit in (("train", num_train), ("valid", num_val), ("test", num_test))
+        ]
+    if kind == "utkface" and path:
+        images, labels = face_data.load_utkface(path, image_size=image_size)
+        order = np.random.default_rng(seed).permutation(len(images))
+        cut1, cut2 = int(0.8 * len(order)), int(0.9 * len(order))
+        parts = (order[:cut1][:num_train], order[cut1:cut2][:num_val], order[cut2:][:num_test])
+        return [(images[p], {k: v[p] for k, v in labels.items()}) for p in parts]
+    raise ValueError(
+        f"Invalid value for `source`. Expected 'synthetic', 'celeba:PATH' or 'utkface:PATH'. Received: source={source!r}"
+    )
