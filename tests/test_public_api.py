@@ -1,0 +1,67 @@
+"""Pins kmtl's public names, and checks the installed layout that users and the CLI rely on."""
+
+import importlib
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+import kmtl
+
+PUBLIC = {
+    "kmtl": [
+        "EvaluationReport", "MultiTaskModel", "Task", "backbones", "builders", "data", "evaluate", "export", "heads",
+        "layers", "losses", "metrics", "training", "weighting",
+    ],
+    "kmtl.builders": ["hard_sharing"],
+    "kmtl.layers": ["CrossStitch", "FeatureFusion", "GradientReversal"],
+    "kmtl.weighting": ["Equal", "GradientWeighting", "STRATEGIES", "Static", "Uncertainty", "Weighting", "get"],
+    "kmtl.export": ["for_serving", "serving_outputs"],
+    "kmtl.training": ["GradientReversalSchedule", "grl_schedule"],
+    "kmtl.evaluation": ["EvaluationReport", "evaluate", "report_from_logs"],
+    "kmtl.recipes": ["RECIPES", "get"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC))
+def test_public_names_are_pinned(module):
+    mod = importlib.import_module(module)
+    assert sorted(mod.__all__) == sorted(PUBLIC[module])
+    for name in mod.__all__:
+        assert hasattr(mod, name), f"{module}.{name}"
+
+
+def test_every_recipe_module_has_the_recipe_interface():
+    from kmtl import recipes
+
+    for name in recipes.RECIPES:
+        recipe = recipes.get(name)
+        for attribute in ("NAME", "DESCRIPTION", "TASKS", "DEFAULTS", "QUICK", "build_model", "compile_model",
+                          "load_data"):
+            assert hasattr(recipe, attribute), f"{name}: {attribute}"
+        assert recipe.NAME == name
+
+
+@pytest.mark.slow
+def test_built_wheel_installs_kmtl_recipes(tmp_path):
+    """A regular (non-editable) install must carry `recipes/` as `kmtl.recipes`."""
+    root = importlib.import_module("kmtl").__file__.rsplit("/kmtl/", 1)[0]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), root],
+        check=True,
+    )
+    wheel = next(tmp_path.glob("kmtl-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "kmtl/recipes/facial_attributes.py" in names
+    assert "kmtl/recipes/__init__.py" in names
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import kmtl.recipes.facial_attributes as fa; "
+        "assert fa.__file__.startswith(sys.argv[1]), fa.__file__; print(fa.NAME)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(target)], check=True, capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert out.stdout.strip() == "facial-attributes"
