@@ -130,8 +130,12 @@ class MultiTaskModel(keras.Model):
         super().compile(optimizer=optimizer, **kwargs)
         self._task_state = _TaskState(self._tasks, loss, metrics)
         strategy = weighting_lib.get(weighting)
-        if getattr(self, "weighting", None) is not None:
-            del self.weighting  # untrack a previous compile's strategy and its variables
+        previous = getattr(self, "weighting", None)
+        if previous is not None:
+            # Keras has no public way to stop tracking a sublayer; without this a previous compile's strategy
+            # variables would stay in `trainable_variables` and in saved files.
+            self._tracker.untrack(previous)
+            del self.weighting
         strategy.configure(self._tasks)
         self.weighting = strategy
         self._kmtl_compile_config = {
@@ -175,7 +179,7 @@ class MultiTaskModel(keras.Model):
         """Combines the masked task losses with the weighting strategy and adds regularisation losses."""
         losses = self.task_losses(y, y_pred, sample_weight)
         total, weights = self.weighting.combine(losses, training=training)
-        self._task_state.update_loss_trackers(losses, weights)
+        self._task_state.update_loss_trackers(losses, weights, _batch_size(y_pred))
         return _scale_for_replicas(total + self._regularization_loss())
 
     def _regularization_loss(self):
@@ -249,10 +253,11 @@ class _TaskState:
         self.loss_trackers = [keras.metrics.Mean(name=f"{t.name}_loss") for t in tasks]
         self.weight_trackers = [keras.metrics.Mean(name=f"{t.name}_weight") for t in tasks]
 
-    def update_loss_trackers(self, losses, weights):
+    def update_loss_trackers(self, losses, weights, batch_size):
+        """Records one batch; weighted by its size, as Keras weights its own `loss`, so `loss` = sum of tasks'."""
         for i, (loss_tracker, weight_tracker) in enumerate(zip(self.loss_trackers, self.weight_trackers)):
-            loss_tracker.update_state(losses[i])
-            weight_tracker.update_state(weights[i])
+            loss_tracker.update_state(losses[i], sample_weight=batch_size)
+            weight_tracker.update_state(weights[i], sample_weight=batch_size)
 
     def all_metrics(self):
         out = []
@@ -265,14 +270,18 @@ class _TaskState:
 
 def _update_metric(task, metric, y_true, y_pred, sample_weight):
     if getattr(metric, "entrywise", True):
-        y_true, y_pred, weights = label_entries(task, y_true, y_pred, sample_weight)
+        y_true, y_pred, _, weights = label_entries(task, y_true, y_pred, sample_weight)
         metric.update_state(y_true, y_pred, sample_weight=weights)
         return
     # Whole-vector metrics (e.g. landmark NME) see an example only when all of its entries are present.
-    y_true_entries, _, weights = label_entries(task, y_true, y_pred, sample_weight)
+    y_true_entries, _, _, weights = label_entries(task, y_true, y_pred, sample_weight)
     per_example = ops.min(ops.reshape(weights, (-1, task.label_width)), axis=-1)
     filled = ops.reshape(y_true_entries, ops.shape(y_pred))
     metric.update_state(filled, y_pred, sample_weight=per_example)
+
+
+def _batch_size(y_pred):
+    return ops.shape(keras.tree.flatten(y_pred)[0])[0]
 
 
 def _task_sample_weight(sample_weight, name):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from typing import Any, Sequence
 
@@ -98,7 +99,7 @@ class Task:
         self.loss = loss if loss is not None else _DEFAULTS[kind]["loss"]
         self.metrics = list(metrics) if metrics is not None else list(_DEFAULTS[kind]["metrics"])
         self.activation = activation if activation is not None else _DEFAULTS[kind]["activation"]
-        if not isinstance(loss_weight, (int, float)) or not math.isfinite(loss_weight) or loss_weight < 0:
+        if not _is_real(loss_weight) or not math.isfinite(loss_weight) or loss_weight < 0:
             raise ValueError(
                 f"Task '{name}': invalid value for `loss_weight`. Expected a finite number >= 0. "
                 f"Received: loss_weight={loss_weight!r}"
@@ -119,12 +120,12 @@ class Task:
             )
         if kind != "regression" and (target_offset != 0.0 or target_scale != 1.0):
             raise ValueError(f"Task '{name}': `target_offset` and `target_scale` apply to regression tasks only.")
-        if not isinstance(target_scale, (int, float)) or not math.isfinite(target_scale) or target_scale <= 0:
+        if not _is_real(target_scale) or not math.isfinite(target_scale) or target_scale <= 0:
             raise ValueError(
                 f"Task '{name}': invalid value for `target_scale`. Expected a finite number > 0. "
                 f"Received: target_scale={target_scale!r}"
             )
-        if not isinstance(target_offset, (int, float)) or not math.isfinite(target_offset):
+        if not _is_real(target_offset) or not math.isfinite(target_offset):
             raise ValueError(
                 f"Task '{name}': invalid value for `target_offset`. Expected a finite number. "
                 f"Received: target_offset={target_offset!r}"
@@ -209,10 +210,10 @@ class Task:
         width = self.label_width
         allowed = [(), (1,)] if width == 1 else [(width,)]
         if tuple(shape[1:]) not in allowed:
-            expected = " or ".join(str(("batch",) + a).replace("'", "") for a in allowed)
+            expected = " or ".join(_shape_text((None,) + a) for a in allowed)
             raise ValueError(
-                f"Task '{self.name}' ({self.kind}): labels must have shape {expected}. Received shape "
-                f"{tuple('batch' if d is None else d for d in shape)}".replace("'", "")
+                f"Task '{self.name}' ({self.kind}): labels must have shape {expected}. "
+                f"Received shape {_shape_text(shape)}."
             )
         numeric = np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)
         if not numeric:
@@ -274,6 +275,15 @@ class Task:
         return isinstance(other, Task) and _comparable(self.get_config()) == _comparable(other.get_config())
 
     __hash__ = None
+
+
+def _shape_text(shape) -> str:
+    dims = ["batch" if d is None else str(d) for d in shape]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _comparable(config: dict) -> dict:

@@ -25,7 +25,7 @@ def label_entries(task: Task, y_true, y_pred, sample_weight=None):
 
     A label entry is the atomic unit a missing marker applies to: one class id (binary, multiclass) or one
     component (multilabel, regression). Missing entries are filled with a valid value so no loss or metric sees
-    the marker; the returned weights are 0 there.
+    the marker.
 
     Args:
         task: `Task`.
@@ -34,8 +34,9 @@ def label_entries(task: Task, y_true, y_pred, sample_weight=None):
         sample_weight: optional tensor `(batch,)` of per-example weights.
 
     Returns:
-        Tuple `(y_true, y_pred, weights)`: multiclass `(N,)`, `(N, num_classes)`; other kinds `(N, 1)`, `(N, 1)`;
-        weights `(N,)` float32, 0 for missing entries.
+        Tuple `(y_true, y_pred, present, weights)`: multiclass `(N,)`, `(N, num_classes)`; other kinds `(N, 1)`,
+        `(N, 1)`; `present` `(N,)` float32, 1 where the label is present, 0 where it is missing; `weights` `(N,)`,
+        `present` times the example's sample weight.
     """
     y_pred = ops.convert_to_tensor(y_pred)
     y_true = ops.convert_to_tensor(y_true)
@@ -49,12 +50,13 @@ def label_entries(task: Task, y_true, y_pred, sample_weight=None):
     y_true = ops.where(present, y_true, ops.zeros_like(y_true))
     if task.kind != "multiclass":
         y_true = ops.cast(y_true, y_pred.dtype)
-    weights = ops.cast(ops.reshape(present, (-1,)), "float32")
+    present = ops.cast(ops.reshape(present, (-1,)), "float32")
+    weights = present
     if sample_weight is not None:
         sample_weight = ops.cast(ops.reshape(sample_weight, (-1, 1)), "float32")
         per_entry = ops.broadcast_to(sample_weight, (ops.shape(sample_weight)[0], task.label_width))
-        weights = weights * ops.reshape(per_entry, (-1,))
-    return y_true, y_pred, weights
+        weights = present * ops.reshape(per_entry, (-1,))
+    return y_true, y_pred, present, weights
 
 
 def resolve_loss(loss: Any) -> Callable:
@@ -86,13 +88,13 @@ def masked_loss(task: Task, loss_fn: Callable, y_true, y_pred, sample_weight=Non
     Returns:
         Scalar float32 tensor.
     """
-    y_true, y_pred, weights = label_entries(task, y_true, y_pred, sample_weight)
+    y_true, y_pred, present, weights = label_entries(task, y_true, y_pred, sample_weight)
     if task.standardizes_targets:
         # Measure the loss in standardised units (see `Task.target_scale`).
         y_true = (y_true - task.target_offset) / task.target_scale
         y_pred = (y_pred - task.target_offset) / task.target_scale
     values = ops.cast(ops.reshape(loss_fn(y_true, y_pred), (-1,)), "float32")
-    present = weights > 0
-    total = ops.sum(ops.where(present, values * weights, ops.zeros_like(values)))
-    count = ops.sum(ops.cast(present, "float32"))
-    return total / ops.maximum(count, 1.0)
+    # Missing entries hold filled-in labels; `where` keeps their (finite or not) values out of the sum entirely.
+    total = ops.sum(ops.where(present > 0, values * weights, ops.zeros_like(values)))
+    # Like Keras's "sum_over_batch_size", the mean is over present labels whatever their sample weights.
+    return total / ops.maximum(ops.sum(present), 1.0)

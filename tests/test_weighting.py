@@ -1,0 +1,264 @@
+"""Tests for kmtl.weighting: closed forms of loss-level strategies, `get`, configs, uncertainty convergence and the
+gradient-level interface inside a model."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import ops
+
+import kmtl
+from kmtl import Task
+from kmtl.weighting import Equal, GradientWeighting, Static, Uncertainty, Weighting
+
+TASKS = [
+    Task("age", "regression", loss_weight=0.1),
+    Task("smiling", "binary", loss_weight=2.0),
+    Task("hair", "multiclass", num_classes=3, loss_weight=0.0),
+    Task("pose", "regression", units=2, loss_weight=1.5),
+]
+LOSSES = np.array([2.0, 0.5, 3.0, 0.25], "float32")
+
+
+def configured(strategy, tasks=TASKS):
+    strategy.configure(tasks)
+    return strategy
+
+
+def combine(strategy, losses=LOSSES):
+    total, weights = strategy.combine(ops.convert_to_tensor(losses))
+    return float(total), ops.convert_to_numpy(weights)
+
+
+# === Closed forms ===
+
+
+def test_equal():
+    total, weights = combine(configured(Equal()))
+    assert total == pytest.approx(2.0 + 0.5 + 3.0 + 0.25, abs=1e-6)
+    np.testing.assert_array_equal(weights, [1.0, 1.0, 1.0, 1.0])
+
+
+def test_static():
+    total, weights = combine(configured(Static()))
+    assert total == pytest.approx(0.1 * 2.0 + 2.0 * 0.5 + 0.0 * 3.0 + 1.5 * 0.25, abs=1e-6)
+    np.testing.assert_allclose(weights, [0.1, 2.0, 0.0, 1.5], atol=1e-7)
+
+
+def test_uncertainty_at_initial_value():
+    total, weights = combine(configured(Uncertainty(initial_log_variance=0.0)))
+    assert total == pytest.approx(0.5 * 2.0 + 0.5 + 3.0 + 0.5 * 0.25, abs=1e-6)
+    np.testing.assert_allclose(weights, [0.5, 1.0, 1.0, 0.5], atol=1e-7)
+
+
+def test_uncertainty_closed_form():
+    strategy = configured(Uncertainty())
+    s = np.array([0.3, -0.7, 1.2, -2.0])
+    strategy.log_variance.assign(s.astype("float32"))
+    scale = np.array([0.5, 1.0, 1.0, 0.5])  # regression, binary, multiclass, regression
+    expected_weights = scale * np.exp(-s)
+    expected_total = np.sum(expected_weights * LOSSES.astype(np.float64) + 0.5 * s)
+    total, weights = combine(strategy)
+    assert total == pytest.approx(expected_total, rel=1e-6)
+    np.testing.assert_allclose(weights, expected_weights, rtol=1e-6)
+
+
+def test_uncertainty_initial_log_variance():
+    strategy = configured(Uncertainty(initial_log_variance=0.7))
+    np.testing.assert_allclose(strategy.log_variance.numpy(), [0.7] * 4, atol=1e-7)
+    assert strategy.log_variance.trainable
+
+
+def test_uncertainty_gradient_closed_form():
+    strategy = configured(Uncertainty())
+    s = np.array([0.3, -0.7, 1.2, -2.0])
+    strategy.log_variance.assign(s.astype("float32"))
+    with tf.GradientTape() as tape:
+        total, _ = strategy.combine(tf.constant(LOSSES))
+    grad = tape.gradient(total, strategy.log_variance.value).numpy()
+    scale = np.array([0.5, 1.0, 1.0, 0.5])
+    np.testing.assert_allclose(grad, -scale * np.exp(-s) * LOSSES + 0.5, rtol=1e-5)
+
+
+# === get ===
+
+
+@pytest.mark.parametrize("name, cls", [("equal", Equal), ("static", Static), ("uncertainty", Uncertainty)])
+def test_get_by_name_returns_fresh_objects(name, cls):
+    first, second = kmtl.weighting.get(name), kmtl.weighting.get(name)
+    assert type(first) is cls and first is not second
+
+
+def test_get_object_and_none():
+    strategy = Uncertainty(initial_log_variance=0.3)
+    assert kmtl.weighting.get(strategy) is strategy
+    assert type(kmtl.weighting.get(None)) is Equal
+
+
+def test_get_from_config():
+    config = keras.saving.serialize_keras_object(Uncertainty(initial_log_variance=0.3))
+    strategy = kmtl.weighting.get(config)
+    assert type(strategy) is Uncertainty and strategy.initial_log_variance == 0.3
+
+
+@pytest.mark.parametrize("identifier", ["pcgrad_typo", "Equal", 3, keras.saving.serialize_keras_object(keras.layers.Dense(1))])
+def test_get_rejects_unknown(identifier):
+    with pytest.raises(ValueError, match="weighting"):
+        kmtl.weighting.get(identifier)
+
+
+def test_get_unknown_name_lists_valid_names():
+    with pytest.raises(ValueError, match=r"\['equal', 'static', 'uncertainty'\].*pcgrad_typo"):
+        kmtl.weighting.get("pcgrad_typo")
+
+
+# === Config ===
+
+
+@pytest.mark.parametrize(
+    "strategy", [Equal(), Static(name="fixed"), Uncertainty(initial_log_variance=-0.5, name="kendall")]
+)
+def test_config_round_trip(strategy):
+    config = strategy.get_config()
+    restored = type(strategy).from_config(config)
+    assert restored.get_config() == config
+    deserialized = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(strategy))
+    assert type(deserialized) is type(strategy) and deserialized.get_config() == config
+
+
+def test_base_classes():
+    assert not Equal.gradient_level and GradientWeighting.gradient_level
+    assert issubclass(GradientWeighting, Weighting)
+    with pytest.raises(TypeError, match="aggregate"):
+        configured(GradientWeighting()).aggregate(tf.zeros((4, 3)), tf.constant(LOSSES))
+    total, weights = combine(configured(GradientWeighting()))  # evaluation: the plain sum
+    assert total == pytest.approx(float(LOSSES.sum()), abs=1e-6)
+    np.testing.assert_array_equal(weights, 1.0)
+
+
+# === Uncertainty convergence ===
+
+
+def test_uncertainty_converges_to_closed_form_optimum():
+    l_reg, l_cls = 4.0, 0.5
+    tasks = [Task("r", "regression"), Task("k", "binary")]
+    strategy = configured(Uncertainty(initial_log_variance=1.0), tasks)
+    optimizer = keras.optimizers.SGD(learning_rate=0.5)
+    losses = tf.constant([l_reg, l_cls])
+    for _ in range(300):
+        with tf.GradientTape() as tape:
+            total, _ = strategy.combine(losses)
+        optimizer.apply_gradients([(tape.gradient(total, strategy.log_variance.value), strategy.log_variance)])
+    s = strategy.log_variance.numpy()
+    assert s[0] == pytest.approx(np.log(l_reg), abs=1e-3)  # 1.386
+    assert s[1] == pytest.approx(np.log(2 * l_cls), abs=1e-3)  # 0.0
+
+
+def make_model(weighting, optimizer=None, head_units=(3,), seed=0):
+    keras.utils.set_random_seed(seed)
+    tasks = [Task("a", "binary"), Task("b", "regression", units=2), Task("c", "multiclass", num_classes=3)]
+    x = keras.Input((4,), name="x")
+    h = keras.layers.Dense(5, activation="tanh", name="trunk")(x)
+    model = kmtl.builders.hard_sharing(x, h, tasks, head_units=head_units)
+    model.compile(optimizer=optimizer or keras.optimizers.SGD(learning_rate=0.1), weighting=weighting)
+    return model
+
+
+def make_data(n=16, seed=1):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)).astype("float32")
+    y = {
+        "a": rng.integers(0, 2, n).astype("int32"),
+        "b": rng.normal(size=(n, 2)).astype("float32"),
+        "c": rng.integers(0, 3, n).astype("int32"),
+    }
+    return x, y
+
+
+def test_log_variance_moves_during_fit():
+    model = make_model("uncertainty", keras.optimizers.Adam(0.05))
+    x, y = make_data()
+    before = model.weighting.log_variance.numpy().copy()
+    np.testing.assert_array_equal(before, 0.0)
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0)
+    after = model.weighting.log_variance.numpy()
+    assert np.all(np.abs(after - before) > 1e-3)
+    # Logged weights follow the learned log-variances: 0.5 exp(-s) for regression, exp(-s) otherwise.
+    logs = model.evaluate(x, y, batch_size=16, return_dict=True, verbose=0)
+    np.testing.assert_allclose(
+        [logs["a_weight"], logs["b_weight"], logs["c_weight"]],
+        [np.exp(-after[0]), 0.5 * np.exp(-after[1]), np.exp(-after[2])],
+        rtol=1e-5,
+    )
+
+
+# === Gradient-level interface ===
+
+
+class SumOfGradients(GradientWeighting):
+    """Adds the rows of G: the same direction as equal weighting."""
+
+    def aggregate(self, grads, losses):
+        return ops.sum(grads, axis=0), ops.ones_like(losses)
+
+
+class FirstTaskOnly(GradientWeighting):
+    """Moves the shared variables along task 0's gradient only."""
+
+    def aggregate(self, grads, losses):
+        return grads[0], ops.one_hot(0, self.num_tasks)
+
+
+def test_sum_of_gradients_matches_equal_weighting():
+    x, y = make_data()
+    equal = make_model("equal")
+    custom = make_model(SumOfGradients())
+    by_path = lambda model: {v.path: v.numpy() for v in model.trainable_variables}  # noqa: E731
+    initial = by_path(equal)
+    assert sorted(initial) == sorted(by_path(custom))
+    for path, value in by_path(custom).items():
+        np.testing.assert_array_equal(value, initial[path])  # same initial weights
+    equal_logs = equal.fit(x, y, batch_size=16, epochs=1, verbose=0).history
+    custom_logs = custom.fit(x, y, batch_size=16, epochs=1, verbose=0).history
+    expected = by_path(equal)
+    for path, value in by_path(custom).items():
+        assert not np.allclose(expected[path], initial[path]), path  # the step moved every variable
+        np.testing.assert_allclose(value, expected[path], atol=1e-5, err_msg=path)
+    for key in ("loss", "a_loss", "b_loss", "c_loss"):
+        assert custom_logs[key][0] == pytest.approx(equal_logs[key][0], abs=1e-5), key
+    assert custom_logs["a_weight"][0] == custom_logs["b_weight"][0] == 1.0
+
+
+def manual_task_losses(model, x, y):
+    """Task losses written out with plain TF ops (no missing labels in the data)."""
+    pred = model(x, training=True)
+    p = tf.clip_by_value(pred["a"][:, 0], 1e-7, 1 - 1e-7)
+    ya = tf.cast(y["a"], tf.float32)
+    loss_a = -tf.reduce_mean(ya * tf.math.log(p) + (1 - ya) * tf.math.log(1 - p))
+    loss_b = tf.reduce_mean(tf.square(y["b"] - pred["b"]))
+    loss_c = -tf.reduce_mean(tf.math.log(tf.gather(pred["c"], y["c"], axis=1, batch_dims=1)))
+    return [loss_a, loss_b, loss_c]
+
+
+def test_gradient_level_direction_drives_the_shared_variables_only():
+    x, y = make_data()
+    lr = 0.1
+    reference = make_model("equal")
+    shared = reference.shared_variables
+    own = reference.task_variables
+    with tf.GradientTape(persistent=True) as tape:
+        losses = manual_task_losses(reference, x, y)
+    expected = {}
+    for v, g in zip(shared, tape.gradient(losses[0], shared)):  # task 0 alone moves the trunk
+        expected[v.path] = v.numpy() - lr * g.numpy()
+    for i, name in enumerate(["a", "b", "c"]):  # each head moves with its own task's gradient
+        for v, g in zip(own[name], tape.gradient(losses[i], own[name])):
+            expected[v.path] = v.numpy() - lr * g.numpy()
+    del tape
+    assert len(expected) == len(reference.trainable_variables)
+
+    model = make_model(FirstTaskOnly(), keras.optimizers.SGD(learning_rate=lr))
+    history = model.fit(x, y, batch_size=16, epochs=1, verbose=0).history
+    for v in model.trainable_variables:
+        np.testing.assert_allclose(v.numpy(), expected[v.path], atol=1e-5, err_msg=v.path)
+    assert (history["a_weight"][0], history["b_weight"][0], history["c_weight"][0]) == (1.0, 0.0, 0.0)
