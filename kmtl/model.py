@@ -29,6 +29,8 @@ class MultiTaskModel(keras.Model):
         outputs: dict `{task_name: tensor}` with one entry per task.
         name: str. Model name.
         tasks: list of `kmtl.Task`, in the order used for logs and weights.
+        penalties: list of `kmtl.regularizers.Penalty`. Penalties on variables of several layers at once (e.g. soft
+            sharing between task towers); each is added to the training loss and saved with the model.
         **kwargs: passed to `keras.Model`.
 
     Example:
@@ -44,11 +46,14 @@ class MultiTaskModel(keras.Model):
     ['age', 'smiling']
     """
 
-    def __init__(self, inputs, outputs, name=None, *, tasks: Sequence[Task], **kwargs):
+    def __init__(self, inputs, outputs, name=None, *, tasks: Sequence[Task], penalties: Sequence = (), **kwargs):
         tasks = validate_task_list(tasks)
         _check_outputs(tasks, outputs)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
         self._tasks = tuple(tasks)
+        self.penalties = list(penalties)
+        for penalty in self.penalties:
+            penalty.attach(self)
         self._partition = None
         self._task_state = None
 
@@ -183,7 +188,9 @@ class MultiTaskModel(keras.Model):
         return _scale_for_replicas(total + self._regularization_loss())
 
     def _regularization_loss(self):
+        """Layer regularisation losses plus the model's cross-layer penalties, as one float32 scalar."""
         extra = [ops.cast(ops.sum(loss), "float32") for loss in self.losses]
+        extra += [ops.cast(penalty.penalty(), "float32") for penalty in self.penalties]
         return ops.sum(ops.stack(extra)) if extra else ops.zeros((), "float32")
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
@@ -227,6 +234,8 @@ class MultiTaskModel(keras.Model):
     def get_config(self):
         config = super().get_config()
         config["tasks"] = [keras.saving.serialize_keras_object(t) for t in self._tasks]
+        if self.penalties:
+            config["penalties"] = [keras.saving.serialize_keras_object(p) for p in self.penalties]
         return config
 
     @classmethod
@@ -236,8 +245,12 @@ class MultiTaskModel(keras.Model):
             t if isinstance(t, Task) else keras.saving.deserialize_keras_object(t, custom_objects=custom_objects)
             for t in config.pop("tasks")
         ]
+        penalties = [
+            keras.saving.deserialize_keras_object(p, custom_objects=custom_objects)
+            for p in config.pop("penalties", [])
+        ]
         graph = keras.Model.from_config(config, custom_objects=custom_objects)
-        return cls(inputs=graph.input, outputs=graph.output, name=graph.name, tasks=tasks)
+        return cls(inputs=graph.input, outputs=graph.output, name=graph.name, tasks=tasks, penalties=penalties)
 
 
 class _TaskState:
