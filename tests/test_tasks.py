@@ -368,3 +368,49 @@ def test_validate_label_dict_names_the_bad_task(task_name, bad, match):
     labels = {**_labels(), task_name: bad}
     with pytest.raises(ValueError, match=match):
         validate_label_dict(TASKS, labels, num_examples=4)
+
+
+# --- Standardised regression targets -------------------------------------------------------------------------
+
+
+def test_target_offset_and_scale_round_trip_and_flag():
+    task = Task("age", "regression", target_offset=45.0, target_scale=20.0)
+    assert task.standardizes_targets
+    assert not Task("age", "regression").standardizes_targets
+    restored = Task.from_config(task.get_config())
+    assert (restored.target_offset, restored.target_scale) == (45.0, 20.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"kind": "binary", "target_scale": 2.0}, "apply to regression tasks only"),
+        ({"kind": "regression", "target_scale": 0.0}, "target_scale"),
+        ({"kind": "regression", "target_scale": float("inf")}, "target_scale"),
+        ({"kind": "regression", "target_offset": float("nan")}, "target_offset"),
+    ],
+)
+def test_target_standardisation_errors_name_task_and_field(kwargs, match):
+    kind = kwargs.pop("kind")
+    with pytest.raises(ValueError, match=match) as raised:
+        Task("age", kind, **kwargs)
+    assert "'age'" in str(raised.value)
+
+
+def test_standardised_loss_and_rescaled_head():
+    import keras
+
+    from kmtl.heads import task_head
+    from kmtl.losses import masked_loss, resolve_loss
+
+    task = Task("age", "regression", target_offset=40.0, target_scale=10.0)
+    y_true = np.array([[40.0], [60.0]], "float32")
+    y_pred = np.array([[50.0], [60.0]], "float32")
+    # Errors of 1 and 0 scale units: standardised MSE is (1 + 0) / 2.
+    assert np.isclose(float(masked_loss(task, resolve_loss("mse"), y_true, y_pred)), 0.5)
+    x = keras.Input((3,))
+    model = keras.Model(x, task_head(task, x))
+    dense = model.get_layer("age_standardized")
+    dense.set_weights([np.ones((3, 1), "float32"), np.array([0.5], "float32")])
+    out = model.predict(np.array([[1.0, 0.0, 1.0]], "float32"), verbose=0)
+    assert np.isclose(out[0, 0], (2.0 + 0.5) * 10.0 + 40.0)

@@ -68,20 +68,20 @@ def for_serving(
     exported_tasks = [t for t in model.tasks if not t.auxiliary]
     if not exported_tasks:
         raise ValueError("The model has no non-auxiliary task to export.")
+    specs = _input_specs(model)
+    batch = _example_batch(specs, examples)
     base.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.partial-", dir=base))
     try:
         export_dir = staging / "model"
-        specs = _input_specs(model)
         _write_saved_model(model, exported_tasks, specs, export_dir)
         extra = export_dir / "assets.extra"
         extra.mkdir(exist_ok=True)
-        batch = _example_batch(specs, examples)
         (extra / "kmtl_model.json").write_text(json.dumps(_describe(model, exported_tasks, specs), indent=2))
         write_rest_request(extra / "rest_request.json", batch, SIGNATURE)
         if warmup:
             write_warmup_requests(extra / "tf_serving_warmup_requests", batch, SIGNATURE, model.name)
-        os.rename(export_dir, target)
+        rename_no_replace(export_dir, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
@@ -148,7 +148,18 @@ def _example_batch(specs, examples) -> dict:
     missing = [n for n in specs if n not in examples]
     if missing:
         raise ValueError(f"`examples` lacks input(s) {missing}. Expected keys: {list(specs)}.")
-    return {n: np.asarray(examples[n])[:1].astype(specs[n].dtype.as_numpy_dtype) for n in specs}
+    batch = {}
+    for name, spec in specs.items():
+        value = np.asarray(examples[name])
+        expected = tuple(spec.shape)
+        fits = value.ndim == len(expected) and all(d is None or d == v for d, v in zip(expected, value.shape))
+        if not fits or value.shape[0] == 0:
+            shown = tuple("batch" if d is None else d for d in expected)
+            raise ValueError(
+                f"`examples['{name}']` must have shape {shown} with at least one row. Received shape {value.shape}."
+            )
+        batch[name] = value[:1].astype(spec.dtype.as_numpy_dtype)
+    return batch
 
 
 def _describe(model, tasks, specs) -> dict:
@@ -167,6 +178,48 @@ def _describe(model, tasks, specs) -> dict:
         "outputs": outputs,
         "tasks": [t.get_config() for t in tasks],
     }
+
+
+def rename_no_replace(source: Path, target: Path) -> None:
+    """Renames `source` to `target` atomically, failing with FileExistsError if `target` exists (even empty).
+
+    Uses Linux's `renameat2(RENAME_NOREPLACE)` where available; elsewhere checks, then renames (a plain rename still
+    never replaces a non-empty folder).
+    """
+    if not _renameat2_no_replace(source, target):
+        if target.exists():
+            raise FileExistsError(f"{target} appeared during the export; kmtl never overwrites an export.")
+        try:
+            os.rename(source, target)
+        except OSError as error:
+            if target.exists():
+                raise FileExistsError(f"{target} appeared during the export; kmtl never overwrites an export.") from error
+            raise
+
+
+def _renameat2_no_replace(source: Path, target: Path) -> bool:
+    """Tries `renameat2(..., RENAME_NOREPLACE)`; returns False if the platform lacks it."""
+    import ctypes
+    import errno
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_noreplace = -100, 1
+    result = renameat2(at_fdcwd, os.fsencode(source), at_fdcwd, os.fsencode(target), rename_noreplace)
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code == errno.EEXIST or code == errno.ENOTEMPTY:
+        raise FileExistsError(f"{target} appeared during the export; kmtl never overwrites an export.")
+    if code in (errno.ENOSYS, errno.EINVAL):
+        return False  # kernel or file system without RENAME_NOREPLACE
+    raise OSError(code, os.strerror(code), str(target))
 
 
 def _resolve_version(base: Path, version) -> int:
