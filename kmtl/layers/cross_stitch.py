@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from kmtl.layers._shapes import shape_list
+
 _MODES = ("matrix", "channel")
 
 
@@ -131,16 +133,7 @@ class CrossStitch(keras.layers.Layer):
 
 def _check_shapes(input_shape):
     """Returns the list of input shapes, checking that they are equal."""
-    if (
-        not isinstance(input_shape, (list, tuple))
-        or not input_shape
-        or any(s is None or isinstance(s, int) for s in input_shape)
-    ):
-        raise ValueError(
-            "CrossStitch expects a list of at least one tensor, one per task. "
-            f"Received input shape: {input_shape}"
-        )
-    shapes = [tuple(s) for s in input_shape]
+    shapes = shape_list("CrossStitch", input_shape, "tensor, one per task")
     if any(s != shapes[0] for s in shapes):
         raise ValueError(
             "CrossStitch expects all inputs to have the same shape. "

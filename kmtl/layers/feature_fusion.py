@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from kmtl.layers._shapes import shape_list
+
 _POOLINGS = ("avg", "max")
 
 
@@ -102,16 +104,7 @@ class FeatureFusion(keras.layers.Layer):
     @staticmethod
     def _fused_width(input_shape):
         """Checks the input shapes and returns the concatenated width."""
-        if (
-            not isinstance(input_shape, (list, tuple))
-            or not input_shape
-            or any(s is None or isinstance(s, int) for s in input_shape)
-        ):
-            raise ValueError(
-                "FeatureFusion expects a list of at least one tensor. "
-                f"Received input shape: {input_shape}"
-            )
-        shapes = [tuple(s) for s in input_shape]
+        shapes = shape_list("FeatureFusion", input_shape)
         if any(len(s) < 2 or s[-1] is None for s in shapes):
             raise ValueError(
                 "FeatureFusion expects inputs of rank >= 2 with a known last "
