@@ -11,7 +11,7 @@ TensorFlow Serving:
     kmtl.export.for_serving(model, "saved_models/faces")
 """
 
-from kmtl import backbones, builders, data, export, heads, layers, losses, metrics, training, weighting
+from kmtl import backbones, builders, data, export, heads, layers, losses, metrics, regularizers, training, weighting
 from kmtl.evaluation import EvaluationReport, evaluate
 from kmtl.model import MultiTaskModel
 from kmtl.tasks import Task
@@ -31,6 +31,7 @@ __all__ = [
     "layers",
     "losses",
     "metrics",
+    "regularizers",
     "training",
     "weighting",
 ]

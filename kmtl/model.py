@@ -54,7 +54,7 @@ class MultiTaskModel(keras.Model):
         self.penalties = list(penalties)
         for penalty in self.penalties:
             penalty.attach(self)
-        self._partition = None
+        self._partition = _Untracked()  # a plain holder: Keras must not adopt the partitioned variables
         self._task_state = None
 
     # === Tasks ===
@@ -88,7 +88,7 @@ class MultiTaskModel(keras.Model):
         return {name: list(v) for name, v in self._variable_partition()[1].items()}
 
     def _variable_partition(self):
-        if self._partition is None:
+        if self._partition.value is None:
             from kmtl.graph import partition_layers
 
             shared_layers, task_layers = partition_layers(self, self.task_names)
@@ -97,8 +97,8 @@ class MultiTaskModel(keras.Model):
             per_task = {}
             for name, layers in task_layers.items():
                 per_task[name] = [v for v in _unique_variables(layers) if id(v) not in taken]
-            self._partition = (shared, per_task)
-        return self._partition
+            self._partition.value = (shared, per_task)
+        return self._partition.value
 
     # === Compile ===
 
@@ -251,6 +251,13 @@ class MultiTaskModel(keras.Model):
         ]
         graph = keras.Model.from_config(config, custom_objects=custom_objects)
         return cls(inputs=graph.input, outputs=graph.output, name=graph.name, tasks=tasks, penalties=penalties)
+
+
+class _Untracked:
+    """Holds a value out of Keras's attribute tracking (which would adopt variables found in lists or tuples)."""
+
+    def __init__(self, value=None):
+        self.value = value
 
 
 class _TaskState:

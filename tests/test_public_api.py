@@ -12,13 +12,23 @@ import kmtl
 PUBLIC = {
     "kmtl": [
         "EvaluationReport", "MultiTaskModel", "Task", "backbones", "builders", "data", "evaluate", "export", "heads",
-        "layers", "losses", "metrics", "training", "weighting",
+        "layers", "losses", "metrics", "regularizers", "training", "weighting",
     ],
-    "kmtl.builders": ["hard_sharing"],
-    "kmtl.layers": ["CrossStitch", "FeatureFusion", "GradientReversal"],
+    "kmtl.builders": [
+        "cross_stitch", "hard_sharing", "hierarchy", "mmoe", "ple", "sluice", "soft_sharing", "split",
+        "stacked_heads_model",
+    ],
+    "kmtl.layers": [
+        "CrossStitch", "ExpertGate", "ExpertMixture", "Experts", "FeatureFusion", "GradientReversal", "LabelEmbedding",
+        "LayerMixture", "StackedHeads", "StopGradient", "SubspaceMixing", "TensorFactorizedDense",
+    ],
+    "kmtl.regularizers": [
+        "GroupLasso", "MeanRegularized", "Penalty", "SoftSharingL2", "TaskCovarianceUpdater", "TaskRelationshipPrior",
+        "TraceNorm",
+    ],
     "kmtl.weighting": ["Equal", "GradientWeighting", "STRATEGIES", "Static", "Uncertainty", "Weighting", "get"],
     "kmtl.export": ["for_serving", "serving_outputs"],
-    "kmtl.training": ["GradientReversalSchedule", "grl_schedule"],
+    "kmtl.training": ["ExpertUtilizationLogger", "GradientReversalSchedule", "expert_utilization", "grl_schedule"],
     "kmtl.evaluation": ["EvaluationReport", "evaluate", "report_from_logs"],
     "kmtl.recipes": ["RECIPES", "get"],
 }
@@ -41,6 +51,28 @@ def test_every_recipe_module_has_the_recipe_interface():
                           "load_data"):
             assert hasattr(recipe, attribute), f"{name}: {attribute}"
         assert recipe.NAME == name
+
+
+def test_saved_models_load_after_a_plain_import_kmtl(tmp_path):
+    """Every kmtl object in a .keras file must be registered by `import kmtl` alone (fresh process)."""
+    import keras
+
+    from kmtl.regularizers import SoftSharingL2
+
+    tasks = [kmtl.Task("a", "binary"), kmtl.Task("b", "regression")]
+    model = kmtl.builders.soft_sharing(keras.Input((3,), name="f"), tasks, tower_units=(4,))
+    plain = kmtl.MultiTaskModel(
+        model.input, model.output, tasks=tasks, penalties=[SoftSharingL2(["tower_a_1", "tower_b_1"])]
+    )
+    plain.compile(optimizer="sgd", weighting="uncertainty")
+    plain.save(tmp_path / "m.keras")
+    code = (
+        "import sys, keras, kmtl; m = keras.saving.load_model(sys.argv[1], safe_mode=True); "
+        "print(type(m).__name__, len(m.penalties), type(m.weighting).__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.keras")], check=True, capture_output=True,
+                         text=True)
+    assert out.stdout.split()[-3:] == ["MultiTaskModel", "1", "Uncertainty"]
 
 
 @pytest.mark.slow

@@ -169,3 +169,19 @@ def test_config_round_trip():
     assert clone.tasks == model.tasks
     assert sorted(clone.output) == sorted(model.output)
     assert {v.path for v in clone.shared_variables} == {"trunk/kernel", "trunk/bias"}
+
+
+def test_reading_the_variable_partition_does_not_change_what_is_saved(tmp_path):
+    """The cached partition must not be adopted by Keras as the model's own variables."""
+    keras.utils.set_random_seed(0)
+    tasks = [kmtl.Task("a", "binary"), kmtl.Task("b", "regression")]
+    x = keras.Input((3,), name="f")
+    h = keras.layers.Dense(4, name="shared")(x)
+    model = kmtl.builders.hard_sharing(x, h, tasks)
+    count = len(model.weights)
+    assert len(model.shared_variables) == 2 and len(model.task_variables["a"]) == 2
+    assert len(model.weights) == count
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    data = np.ones((2, 3), "float32")
+    np.testing.assert_allclose(loaded.predict(data, verbose=0)["b"], model.predict(data, verbose=0)["b"], atol=1e-6)

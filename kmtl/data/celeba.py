@@ -23,7 +23,6 @@ import os
 import warnings
 
 import numpy as np
-import tensorflow as tf
 
 from kmtl.data import _common
 

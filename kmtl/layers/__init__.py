@@ -8,5 +8,24 @@ so `.keras` files that use them load with `safe_mode=True` and no
 from kmtl.layers.cross_stitch import CrossStitch
 from kmtl.layers.feature_fusion import FeatureFusion
 from kmtl.layers.gradient_reversal import GradientReversal
+from kmtl.layers.label_embedding import LabelEmbedding
+from kmtl.layers.mixture_of_experts import ExpertGate, ExpertMixture, Experts
+from kmtl.layers.sluice import LayerMixture, SubspaceMixing
+from kmtl.layers.stacked_heads import StackedHeads
+from kmtl.layers.stop_gradient import StopGradient
+from kmtl.layers.tensor_factorized import TensorFactorizedDense
 
-__all__ = ["CrossStitch", "FeatureFusion", "GradientReversal"]
+__all__ = [
+    "CrossStitch",
+    "ExpertGate",
+    "ExpertMixture",
+    "Experts",
+    "FeatureFusion",
+    "GradientReversal",
+    "LabelEmbedding",
+    "LayerMixture",
+    "StackedHeads",
+    "StopGradient",
+    "SubspaceMixing",
+    "TensorFactorizedDense",
+]

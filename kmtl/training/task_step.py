@@ -62,7 +62,7 @@ def gradient_level_train_step(model, data):
         if own[name]:
             variables += own[name]
             gradients += _gradients(tape, loss, own[name])
-    if model.losses:
+    if model.losses or model.penalties:
         extra = _gradients(tape, regularization, variables)
         gradients = [g + tf.cast(e, g.dtype) for g, e in zip(gradients, extra)]
     del tape
