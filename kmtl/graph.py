@@ -11,6 +11,8 @@ def partition_layers(model: keras.Model, task_names: Sequence[str]):
     """Splits a multi-output Functional model's layers into shared and per-task ones.
 
     A layer that feeds exactly one task's output belongs to that task; a layer that feeds several is shared.
+    "Feeds" means a task's loss can send gradient to it: paths through a `kmtl.layers.StopGradient` do not count,
+    so a task that reads another task's estimate through a stop-gradient does not make that task's layers shared.
     Uses `keras.Function` over the model's own symbolic tensors, so it works for any Functional graph, nested
     models included (a nested model counts as one layer).
 
@@ -21,10 +23,20 @@ def partition_layers(model: keras.Model, task_names: Sequence[str]):
     Returns:
         Tuple `(shared_layers, {task_name: layers})`, each list in graph order.
     """
+    from kmtl.layers.stop_gradient import StopGradient
+
+    # Gradient stops at a StopGradient's output: treat those tensors as inputs, which cuts the walk there.
+    cuts = []
+    for layer in model.layers:
+        if isinstance(layer, StopGradient):
+            try:
+                cuts.append(layer.output)
+            except (AttributeError, ValueError):  # used at several places: keep the plain (conservative) walk
+                pass
     feeds = {}  # id(layer) -> (layer, set of task names it feeds)
     order = []
     for name in task_names:
-        function = keras.Function(inputs=model.input, outputs=model.output[name])
+        function = keras.Function(inputs=keras.tree.flatten(model.input) + cuts, outputs=model.output[name])
         for operation in function.operations:
             if not isinstance(operation, keras.layers.Layer):
                 continue

@@ -204,6 +204,12 @@ def test_estimate_link_gradient_never_reaches_the_source_task(stopped, monkeypat
         else:
             assert np.any(grads[path]), path
     assert np.any(grads["level_1/kernel"])  # b still trains the shared level below it
+    # The partition follows the gradient: with the stop-gradient, a's head is a's alone; without it, shared.
+    a_head = {id(v) for name in ("a_hidden_1", "a") for v in model.get_layer(name).trainable_variables}
+    shared = {id(v) for v in model.shared_variables}
+    assert (a_head & shared == set()) if stopped else (a_head <= shared)
+    if stopped:
+        assert a_head <= {id(v) for v in model.task_variables["a"]}
 
 
 @pytest.mark.parametrize(
