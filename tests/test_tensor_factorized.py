@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from layer_testing import fit_and_round_trip
 
 from kmtl.layers.tensor_factorized import TensorFactorizedDense
 
@@ -31,20 +32,10 @@ def run_layer_round_trip(layer, inputs, num_tasks, tmp_path):
         for i, o in enumerate(symbolic_out)
     }
     model = keras.Model(symbolic_in, heads)
-    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
     labels = {name: RNG.normal(size=(len(listed[0]), 1)) for name in heads}
     kernel_before = layer.kernel.numpy().copy()
-    history = model.fit(listed, labels, batch_size=len(listed[0]), epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
+    fit_and_round_trip(model, listed, labels, tmp_path)
     assert not np.allclose(layer.kernel.numpy(), kernel_before)  # the factors train
-
-    path = str(tmp_path / "tensor_factorized.keras")
-    model.save(path)
-    restored = keras.saving.load_model(path, safe_mode=True)
-    expected_pred = model.predict(listed, verbose=0)
-    restored_pred = restored.predict(listed, verbose=0)
-    for name in heads:
-        np.testing.assert_allclose(restored_pred[name], expected_pred[name], atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -115,6 +106,7 @@ def test_shared_input_feeds_every_task():
 
 @pytest.mark.parametrize("factorization", ["tucker", "tt"])
 def test_full_ranks_represent_any_kernel(factorization):
+    keras.utils.set_random_seed(0)  # the starting factors; unseeded starts sometimes needed more steps
     layer = TensorFactorizedDense(2, 100, factorization, num_tasks=3, use_bias=False)  # capped at full ranks
     layer.build((None, 4))
     assert layer.effective_ranks == ((3, 4, 2) if factorization == "tucker" else (3, 2))
@@ -128,9 +120,9 @@ def test_full_ranks_represent_any_kernel(factorization):
         optimizer.apply_gradients(zip(tape.gradient(loss, layer.trainable_variables), layer.trainable_variables))
         return loss
 
-    for _ in range(300):
+    for _ in range(600):
         step()
-    # Target entries are ~N(0, 1); 300 Adam steps reach ~1e-3 or better in float32.
+    # Target entries are ~N(0, 1); 600 Adam steps reach ~1e-3 or better in float32.
     np.testing.assert_allclose(layer.kernel.numpy(), target, atol=1e-2)
 
 

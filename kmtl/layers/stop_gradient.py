@@ -10,7 +10,7 @@ class StopGradient(keras.layers.Layer):
 
     Placed between task A's prediction and a layer of task B that reads it
     ("estimate as feature"), it lets B use A's estimate while B's loss never
-    changes A's parameters. It replaces the `Lambda(tf.stop_gradient)` that
+    changes A's parameters. It replaces the Lambda layer around `tf.stop_gradient` that
     Keras 3 refuses to load with `safe_mode=True`.
 
     Args:
