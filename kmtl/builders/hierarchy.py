@@ -46,8 +46,8 @@ def hierarchy(
     `kmtl.Task` has no per-timestep kinds.
 
     Which variables are shared follows the graph: a layer below several tasks' levels is shared; the top layer
-    belongs to its task when only one task reads it; heads belong to their task (a head that another task reads
-    through an estimate link is counted as shared by the graph, although that task's gradient through it is zero).
+    belongs to its task when only one task reads it; heads belong to their task, also a head that another task reads
+    through an estimate link (no gradient crosses the stop-gradient, and the partition follows gradients).
 
     Args:
         inputs: Keras input tensor(s) of the model: one `(batch, d)` tensor, or a list or dict of them.
