@@ -11,8 +11,8 @@ class _Parser(argparse.ArgumentParser):
     """Reports bad arguments as one line, `kmtl: error: ...`, and exits with status 2."""
 
     def error(self, message):
-        self.exit(2, f"kmtl: error: {message} (see `kmtl {self.prog.split(' ', 1)[-1]} --help`)\n"
-                  if " " in self.prog else f"kmtl: error: {message} (see `kmtl --help`)\n")
+        # `prog` is "kmtl" for the main parser and "kmtl train" for a command's.
+        self.exit(2, f"kmtl: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _positive_int(text: str) -> int:

@@ -41,8 +41,6 @@ def _check_arrays(model, x, y):
 
 
 def _check_dataset(model, dataset):
-    import tensorflow as tf
-
     spec = dataset.element_spec
     if not isinstance(spec, tuple) or len(spec) < 2:
         raise ValueError(
@@ -56,7 +54,6 @@ def _check_dataset(model, dataset):
     for _, labels, *_ in dataset.take(1):
         for task in model.tasks:
             task.validate_labels(labels[task.name].numpy())
-    del tf
 
 
 def _is_dataset(x):
