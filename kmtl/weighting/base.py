@@ -49,6 +49,13 @@ class Weighting(keras.layers.Layer):
     def num_tasks(self) -> int:
         return len(self.task_names)
 
+    def on_epoch_end(self) -> None:
+        """Called eagerly by `MultiTaskModel.fit` after every training epoch.
+
+        Strategies that work per epoch (e.g. DWA's loss ratios) update their state here; the default does nothing.
+        Use `variable.assign(...)`; this runs outside the traced train step.
+        """
+
     def combine(self, losses, training=True):
         """Combines task losses.
 
@@ -73,12 +80,35 @@ class GradientWeighting(Weighting):
     """
 
     gradient_level = True
+    # Whether `aggregate` may be given gradients of the shared representation instead of the shared parameters.
+    supports_rep_grad = True
+
+    def __init__(self, rep_grad: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.rep_grad = bool(rep_grad)
+        if self.rep_grad and not self.supports_rep_grad:
+            raise ValueError(
+                f"{type(self).__name__} does not support `rep_grad=True`: {self.rep_grad_refusal} "
+                "Use rep_grad=False (gradients of the shared parameters)."
+            )
+
+    # Why a strategy refuses rep_grad; shown in the error. Subclasses with `supports_rep_grad = False` set it.
+    rep_grad_refusal = ""
+
+    def get_config(self):
+        return {**super().get_config(), "rep_grad": self.rep_grad}
 
     def aggregate(self, grads, losses):
         """Aggregates per-task gradients.
 
+        Runs inside the traced (possibly XLA-compiled) train step: use `keras.ops`, loops of fixed length and no
+        Python branching on tensor values. State (e.g. moving averages) lives in non-trainable variables created in
+        `create_state` and is updated with `assign`. Under `tf.distribute`, `grads` and `losses` are already
+        reduced across replicas.
+
         Args:
-            grads: float32 tensor `(num_tasks, num_shared_parameters)`.
+            grads: float32 tensor `(num_tasks, num_shared_parameters)`. With `rep_grad=True`, the columns are
+                the entries of the shared representation (batch x features) instead of the shared parameters.
             losses: float32 tensor `(num_tasks,)` of the task losses.
 
         Returns:
