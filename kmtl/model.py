@@ -11,7 +11,8 @@ from kmtl import weighting as weighting_lib
 from kmtl.losses import label_entries, masked_loss, resolve_loss
 from kmtl.metrics import resolve_metrics
 from kmtl.tasks import Task, validate_task_list
-from kmtl.training.task_step import gradient_level_train_step
+from kmtl.training.multi_optimizer import MultiOptimizer, with_learning_rate
+from kmtl.training.task_step import GRADIENT_METHODS, gradient_level_train_step, replica_context
 from kmtl.validation import check_fit_data
 
 
@@ -55,6 +56,8 @@ class MultiTaskModel(keras.Model):
         for penalty in self.penalties:
             penalty.attach(self)
         self._partition = _Untracked()  # a plain holder: Keras must not adopt the partitioned variables
+        self._plan = _Untracked()
+        self._gradient_method = "loop"
         self._task_state = None
 
     # === Tasks ===
@@ -109,6 +112,9 @@ class MultiTaskModel(keras.Model):
         *,
         loss: Mapping[str, Any] | None = None,
         metrics: Mapping[str, Sequence[Any]] | None = None,
+        task_learning_rates: Mapping[str, Any] | None = None,
+        task_optimizers: Mapping[str, Any] | None = None,
+        gradient_method: str = "loop",
         **kwargs,
     ):
         """Configures training; losses and metrics derive from the tasks unless given.
@@ -119,6 +125,13 @@ class MultiTaskModel(keras.Model):
                 (`Task.loss_weight`), `"uncertainty"` (Kendall et al. 2018), or a strategy object.
             loss: dict `{task_name: loss}` overriding tasks' losses.
             metrics: dict `{task_name: [metrics]}` overriding tasks' metrics.
+            task_learning_rates: dict `{task_name: learning rate or schedule}`. The task's own variables (its head
+                and tower) train with a copy of `optimizer` at this learning rate; shared variables keep
+                `optimizer`'s. Saved and restored with the model (see `kmtl.training.MultiOptimizer`).
+            task_optimizers: dict `{task_name: optimizer}`. A different optimizer for a task's own variables.
+            gradient_method: `"loop"` (default) or `"jacobian"`. How gradient-level strategies get the per-task
+                gradients of the shared parameters: T backward passes, or one vectorised `tape.jacobian`
+                (measured by `benchmarks/weighting_speed.py`; the loop was faster on CPU).
             **kwargs: other `keras.Model.compile` arguments (`jit_compile`, `steps_per_execution`, ...).
                 `loss_weights` is not accepted: use `Task.loss_weight` with `weighting="static"`.
         """
@@ -132,7 +145,18 @@ class MultiTaskModel(keras.Model):
             unknown = [k for k in given if k not in self.task_names]
             if unknown:
                 raise ValueError(f"`{field}` names unknown task(s) {unknown}. Valid task names: {self.task_names}.")
+        if gradient_method not in GRADIENT_METHODS:
+            raise ValueError(
+                f"Invalid value for `gradient_method`. Expected one of {list(GRADIENT_METHODS)}. "
+                f"Received: gradient_method={gradient_method!r}"
+            )
+        optimizer = self._task_optimizer(optimizer, task_learning_rates, task_optimizers)
         super().compile(optimizer=optimizer, **kwargs)
+        multi = getattr(self.optimizer, "inner_optimizer", self.optimizer)  # unwrap a LossScaleOptimizer
+        if isinstance(multi, MultiOptimizer):
+            multi.assign_groups({name: self.task_variables[name] for name in multi.optimizers})
+        self._gradient_method = gradient_method
+        self._plan = _Untracked()
         self._task_state = _TaskState(self._tasks, loss, metrics)
         strategy = weighting_lib.get(weighting)
         previous = getattr(self, "weighting", None)
@@ -147,7 +171,43 @@ class MultiTaskModel(keras.Model):
             "weighting": keras.saving.serialize_keras_object(strategy),
             "loss": {k: keras.saving.serialize_keras_object(v) for k, v in loss.items()},
             "metrics": {k: [keras.saving.serialize_keras_object(m) for m in v] for k, v in metrics.items()},
+            "gradient_method": gradient_method,
         }
+
+    def _task_optimizer(self, optimizer, task_learning_rates, task_optimizers):
+        """The optimizer to compile with: `optimizer`, or a `MultiOptimizer` when tasks get their own."""
+        task_learning_rates, task_optimizers = dict(task_learning_rates or {}), dict(task_optimizers or {})
+        for field, given in (("task_learning_rates", task_learning_rates), ("task_optimizers", task_optimizers)):
+            unknown = [k for k in given if k not in self.task_names]
+            if unknown:
+                raise ValueError(f"`{field}` names unknown task(s) {unknown}. Valid task names: {self.task_names}.")
+        both = sorted(set(task_learning_rates) & set(task_optimizers))
+        if both:
+            raise ValueError(f"Task(s) {both} appear in both `task_learning_rates` and `task_optimizers`; give one.")
+        if isinstance(getattr(optimizer, "inner_optimizer", optimizer), MultiOptimizer):
+            if task_learning_rates or task_optimizers:
+                raise ValueError("Pass `task_learning_rates`/`task_optimizers` or a MultiOptimizer, not both.")
+            return optimizer
+        if not (task_learning_rates or task_optimizers):
+            return optimizer
+        for name, rate in task_learning_rates.items():
+            if isinstance(rate, (int, float)) and not rate > 0:
+                raise ValueError(
+                    f"Invalid learning rate for task '{name}' in `task_learning_rates`. Expected a positive number "
+                    f"or a schedule. Received: {rate!r}"
+                )
+        optimizer = keras.optimizers.get(optimizer)
+        per_task = {name: with_learning_rate(optimizer, rate) for name, rate in task_learning_rates.items()}
+        per_task.update({name: keras.optimizers.get(opt) for name, opt in task_optimizers.items()})
+        return MultiOptimizer(optimizer, {n: per_task[n] for n in self.task_names if n in per_task})
+
+    def _gradient_plan(self):
+        """What the gradient-level train step needs, worked out on first use after each compile."""
+        if self._plan.value is None:
+            from kmtl.training.task_step import GradientPlan
+
+            self._plan.value = GradientPlan(self, rep_grad=getattr(self.weighting, "rep_grad", False))
+        return self._plan.value
 
     def get_compile_config(self):
         config = super().get_compile_config()
@@ -173,18 +233,40 @@ class MultiTaskModel(keras.Model):
 
     def task_losses(self, y, y_pred, sample_weight=None):
         """Per-task masked losses as a float32 tensor `(num_tasks,)`, in task order."""
+        """Per-task masked losses as a float32 tensor `(num_tasks,)`, in task order.
+
+        Under `tf.distribute` with several replicas, each replica returns its share of the global batch's loss:
+        the sum over its present labels divided by the number of present labels across all replicas, so the
+        shares add up to the global batch's masked mean whatever the replicas' counts of missing labels.
+        """
         state = self._require_compiled()
-        values = []
+        values, counts = [], []
         for task in self._tasks:
             weight = _task_sample_weight(sample_weight, task.name)
             values.append(masked_loss(task, state.loss_fns[task.name], y[task.name], y_pred[task.name], weight))
-        return ops.stack(values)
+            counts.append(ops.sum(label_entries(task, y[task.name], y_pred[task.name], weight)[2]))
+        values = ops.stack(values)
+        context, replicas = replica_context()
+        if replicas > 1:
+            counts = ops.stop_gradient(ops.stack(counts))
+            total_counts = context.all_reduce("sum", counts)
+            values = values * ops.maximum(counts, 1.0) / ops.maximum(total_counts, 1.0)
+        return values
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Combines the masked task losses with the weighting strategy and adds regularisation losses."""
         losses = self.task_losses(y, y_pred, sample_weight)
+        context, replicas = replica_context()
+        if replicas > 1:
+            # The strategy must combine the global batch's losses. Their value is the sum of the replicas' shares;
+            # their gradient on this replica is R times its own share's, and the division by R below (which also
+            # makes the optimizer's sum over replicas right for the strategy's variables and the regularisation)
+            # gives each replica's share the gradient dcombine/dL at the global losses.
+            share = losses
+            global_losses = context.all_reduce("sum", ops.stop_gradient(share))
+            losses = global_losses + replicas * (share - ops.stop_gradient(share))
         total, weights = self.weighting.combine(losses, training=training)
-        self._task_state.update_loss_trackers(losses, weights, _batch_size(y_pred))
+        self._task_state.update_loss_trackers(ops.stop_gradient(losses), weights, _batch_size(y_pred))
         return _scale_for_replicas(total + self._regularization_loss())
 
     def _regularization_loss(self):
@@ -223,6 +305,12 @@ class MultiTaskModel(keras.Model):
 
     def fit(self, x=None, y=None, *args, **kwargs):
         check_fit_data(self, x, y, kwargs.get("validation_data"))
+        strategy = getattr(self, "weighting", None)
+        if strategy is not None and type(strategy).on_epoch_end is not weighting_lib.Weighting.on_epoch_end:
+            if len(args) > 3:  # callbacks given positionally (batch_size, epochs, verbose, callbacks, ...)
+                args = (*args[:3], list(args[3] or []) + [_StrategyEpochEnd(strategy)], *args[4:])
+            else:
+                kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [_StrategyEpochEnd(strategy)]
         return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
@@ -251,6 +339,17 @@ class MultiTaskModel(keras.Model):
         ]
         graph = keras.Model.from_config(config, custom_objects=custom_objects)
         return cls(inputs=graph.input, outputs=graph.output, name=graph.name, tasks=tasks, penalties=penalties)
+
+
+class _StrategyEpochEnd(keras.callbacks.Callback):
+    """Calls the weighting strategy's `on_epoch_end` after each training epoch (before validation logs matter)."""
+
+    def __init__(self, strategy):
+        super().__init__()
+        self._strategy = _Untracked(strategy)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._strategy.value.on_epoch_end()
 
 
 class _Untracked:
@@ -289,15 +388,15 @@ class _TaskState:
 
 
 def _update_metric(task, metric, y_true, y_pred, sample_weight):
+    y_true, y_pred, _, weights = label_entries(task, y_true, y_pred, sample_weight)
     if getattr(metric, "entrywise", True):
-        y_true, y_pred, _, weights = label_entries(task, y_true, y_pred, sample_weight)
         metric.update_state(y_true, y_pred, sample_weight=weights)
         return
-    # Whole-vector metrics (e.g. landmark NME) see an example only when all of its entries are present.
-    y_true_entries, _, _, weights = label_entries(task, y_true, y_pred, sample_weight)
-    per_example = ops.min(ops.reshape(weights, (-1, task.label_width)), axis=-1)
-    filled = ops.reshape(y_true_entries, ops.shape(y_pred))
-    metric.update_state(filled, y_pred, sample_weight=per_example)
+    # Whole-vector metrics (e.g. landmark NME) see one row per example (per example and step for a per-step task),
+    # and a row only when all of its entries are present.
+    per_row = ops.min(ops.reshape(weights, (-1, task.label_width)), axis=-1)
+    filled = ops.reshape(y_true, (-1, task.label_width))
+    metric.update_state(filled, ops.reshape(y_pred, (-1, task.output_units)), sample_weight=per_row)
 
 
 def _batch_size(y_pred):

@@ -1,4 +1,12 @@
-"""The train step of gradient-level weighting: per-task gradients of the shared variables, aggregated."""
+"""The train step of gradient-level weighting: per-task gradients of the shared part, aggregated.
+
+Cost model. Row t of the matrix `G` handed to the strategy is task t's gradient of the shared parameters (P of
+them), so `G` holds T x P floats: at T = 8 tasks and a 1M-parameter trunk that is 32 MB, plus the T backward passes
+that fill it. With `rep_grad=True` the rows are gradients of the shared *representation* instead (batch x features
+entries, usually far fewer): the T backward passes stop at the representation, and one more pass carries the
+aggregated direction through the trunk. Two ways fill `G` with parameter gradients: a loop of T `tape.gradient` calls
+(default) or one vectorised `tape.jacobian`; `benchmarks/weighting_speed.py` measures both.
+"""
 
 from __future__ import annotations
 
@@ -6,69 +14,206 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-
-def _gradients(tape, target, variables):
-    """`tape.gradient` with zeros (not None) for variables the target does not depend on."""
-    grads = tape.gradient(target, variables)
-    return [tf.zeros(v.shape, v.dtype) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, variables)]
+GRADIENT_METHODS = ("loop", "jacobian")
 
 
-def per_task_gradients(tape, task_losses, variables):
-    """Stacks each task's gradient of `variables` into a `(num_tasks, num_parameters)` float32 matrix.
+def _gradients(tape, target, sources):
+    """`tape.gradient` with zeros (not None) for sources the target does not depend on."""
+    grads = tape.gradient(target, sources)
+    # Not `unconnected_gradients=ZERO`: TensorFlow reads a TF dtype off the sources, and Keras variables have none.
+    return [tf.zeros(s.shape, s.dtype) if g is None else tf.convert_to_tensor(g) for g, s in zip(grads, sources)]
+
+
+def _flat(tensors):
+    return tf.concat([tf.reshape(tf.cast(t, tf.float32), [-1]) for t in tensors], axis=0)
+
+
+def per_task_gradients(tape, task_losses, sources):
+    """Stacks each task's gradient of `sources` into a `(num_tasks, num_entries)` float32 matrix.
 
     Args:
         tape: a persistent `tf.GradientTape` that recorded `task_losses`.
         task_losses: list of scalar tensors, one per task, each computed inside the tape.
-        variables: the variables to differentiate.
+        sources: the variables (or watched tensors) to differentiate.
     """
-    rows = []
-    for loss in task_losses:
-        rows.append(tf.concat([tf.reshape(g, [-1]) for g in _gradients(tape, loss, variables)], axis=0))
-    return tf.cast(tf.stack(rows), tf.float32)
+    return tf.stack([_flat(_gradients(tape, loss, sources)) for loss in task_losses])
 
 
-def unflatten(vector, variables):
-    """Splits a flat vector back into tensors shaped like `variables`."""
-    sizes = [int(np.prod(v.shape)) for v in variables]
+def unflatten(vector, like):
+    """Splits a flat vector back into tensors shaped (and typed) like the tensors or variables in `like`."""
+    sizes = [int(np.prod(v.shape)) if None not in v.shape else tf.size(v) for v in like]
     parts = tf.split(vector, sizes)
-    return [tf.cast(tf.reshape(p, v.shape), v.dtype) for p, v in zip(parts, variables)]
+    return [tf.cast(tf.reshape(p, tf.shape(v)), v.dtype) for p, v in zip(parts, like)]
+
+
+class GradientPlan:
+    """What the step needs to know about a model, worked out once: shared and own variables, and for `rep_grad`
+    the split of the graph into a trunk (inputs -> shared representation) and heads (representation -> outputs)."""
+
+    def __init__(self, model, rep_grad: bool):
+        self.shared = model.shared_variables
+        self.own = model.task_variables
+        self.own_flat = [v for name in model.task_names for v in self.own[name]]
+        self.trunk = self.heads = None
+        if rep_grad:
+            self.trunk, self.heads = _split_at_representation(model)
+
+
+def _split_at_representation(model):
+    """Two Functional models sharing the model's layers: trunk(inputs) -> representation, heads(...) -> outputs.
+
+    The representation is every output of a shared layer that a task's own layer reads.
+    """
+    from kmtl.graph import partition_layers
+
+    shared_layers, task_layers = partition_layers(model, model.task_names)
+    shared_outputs = {}
+    for layer in shared_layers:
+        # Keras has no public count of a layer's calls; `_inbound_nodes` lists them (one node per call).
+        if len(getattr(layer, "_inbound_nodes", ())) != 1:
+            raise ValueError(
+                f"`rep_grad=True` needs each shared layer to be called once; shared layer '{layer.name}' is used at "
+                "several places, so its output is not one representation. Use rep_grad=False."
+            )
+        for tensor in keras.tree.flatten(layer.output):
+            shared_outputs[id(tensor)] = tensor
+    boundary, seen = [], set()
+    for layers in task_layers.values():
+        for layer in layers:
+            for tensor in keras.tree.flatten(layer.input):
+                if id(tensor) in shared_outputs and id(tensor) not in seen:
+                    seen.add(id(tensor))
+                    boundary.append(tensor)
+    if not boundary:
+        raise ValueError("`rep_grad=True` needs a shared representation, but no task layer reads a shared layer.")
+    inputs = keras.tree.flatten(model.input)
+    trunk = keras.Model(model.input, boundary, name=f"{model.name}_trunk")
+    heads = keras.Model(boundary + inputs, model.output, name=f"{model.name}_heads")
+    return trunk, heads
+
+
+def replica_context():
+    """`(replica context, number of replicas)` under `tf.distribute` with several replicas, else `(None, 1)`."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return None, 1
+    return context, context.num_replicas_in_sync
 
 
 def gradient_level_train_step(model, data):
     """One training step of a `MultiTaskModel` compiled with a `GradientWeighting` strategy.
 
     Shared variables move along `strategy.aggregate(G, losses)`, where row t of `G` is task t's gradient of the
-    shared variables; each task's own variables get that task's gradient; regularisation losses add their
-    gradient to every variable they touch.
+    shared variables (or of the shared representation, with `rep_grad`); each task's own variables get that task's
+    gradient; regularisation losses add their gradient to every variable they touch. Under `tf.distribute`, `G` and
+    the losses are reduced across replicas *before* aggregation, so every replica applies the same direction: the
+    update of the whole global batch. Under mixed precision the losses are scaled for the backward passes and `G` is
+    unscaled before the strategy sees it.
     """
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     strategy = model.weighting
-    shared = model.shared_variables
-    own = model.task_variables
+    plan = model._gradient_plan()
+    optimizer = model.optimizer
+    scale = optimizer.scale_loss(tf.constant(1.0)) if hasattr(optimizer, "scale_loss") else None
     with tf.GradientTape(persistent=True) as tape:
-        y_pred = model(x, training=True)
+        if plan.trunk is not None:
+            representation = plan.trunk(x, training=True)
+            representation = keras.tree.flatten(representation)
+            y_pred = plan.heads(representation + keras.tree.flatten(x), training=True)
+        else:
+            y_pred = model(x, training=True)
         losses = model.task_losses(y, y_pred, sample_weight)
-        # Slice inside the tape so each task's loss is connected to the variables.
-        task_losses = [losses[i] for i in range(len(model.tasks))]
         regularization = model._regularization_loss()
-    variables, gradients = [], []
-    if shared:
-        direction, weights = strategy.aggregate(per_task_gradients(tape, task_losses, shared), losses)
-        variables += shared
-        gradients += unflatten(direction, shared)
-    else:
-        weights = tf.ones_like(losses)
-    for loss, name in zip(task_losses, model.task_names):
-        if own[name]:
-            variables += own[name]
-            gradients += _gradients(tape, loss, own[name])
+        # Slice inside the tape so each task's loss is connected to the variables.
+        scaled = losses * tf.cast(scale, losses.dtype) if scale is not None else losses
+        task_losses = [scaled[i] for i in range(len(model.tasks))]
+        scaled_sum = tf.reduce_sum(scaled)
+        if scale is not None:
+            regularization_scaled = regularization * tf.cast(scale, regularization.dtype)
+        else:
+            regularization_scaled = regularization
+    context, replicas = replica_context()
+    global_losses = context.all_reduce(tf.distribute.ReduceOp.SUM, losses) if replicas > 1 else losses
+    variables, gradients, own_grads = [], [], None
+    weights = tf.ones_like(losses)
+    if plan.shared:
+        sources = representation if plan.trunk is not None else plan.shared
+        if plan.trunk is None and model._gradient_method == "loop":
+            grads, own_grads = _loop_gradients(tape, task_losses, plan, model.task_names)
+        elif plan.trunk is None:
+            grads = _jacobian(tape, scaled, sources)
+        else:
+            grads = per_task_gradients(tape, task_losses, sources)
+        direction, weights = _aggregate(strategy, grads, global_losses, scale, context, replicas)
+        if plan.trunk is not None:
+            shared_grads = tape.gradient(representation, plan.shared, output_gradients=unflatten(direction, representation))
+            shared_grads = [tf.zeros(v.shape, v.dtype) if g is None else g for g, v in zip(shared_grads, plan.shared)]
+        else:
+            shared_grads = unflatten(direction, plan.shared)
+        variables, gradients = list(plan.shared), list(shared_grads)
+    if plan.own_flat:
+        if own_grads is None:
+            # A task's own variables feed only its loss, so one pass over the sum gives every task its own gradient.
+            own_grads = _gradients(tape, scaled_sum, plan.own_flat)
+        variables += plan.own_flat
+        gradients += own_grads
+    others = _other_trainable(model, variables)
+    if others:
+        # Variables outside the partition (e.g. a strategy's own) train on the plain sum of task losses.
+        variables += others
+        gradients += _gradients(tape, scaled_sum, others)
     if model.losses or model.penalties:
-        extra = _gradients(tape, regularization, variables)
+        # Every replica computes the whole regularisation loss; the optimizer sums replicas' gradients.
+        extra = _gradients(tape, regularization_scaled / replicas, variables)
         gradients = [g + tf.cast(e, g.dtype) for g, e in zip(gradients, extra)]
     del tape
-    model.optimizer.apply_gradients(zip(gradients, variables))
+    optimizer.apply_gradients(zip(gradients, variables))
     batch_size = tf.shape(keras.tree.flatten(y_pred)[0])[0]
-    model._task_state.update_loss_trackers(losses, weights, batch_size)
+    model._task_state.update_loss_trackers(global_losses, weights, batch_size)
     # Keras's own "loss" tracker (private attribute of keras.Model): the plain sum of task losses plus regularisation.
-    model._loss_tracker.update_state(tf.reduce_sum(losses) + regularization, sample_weight=batch_size)
+    model._loss_tracker.update_state(tf.reduce_sum(global_losses) + regularization, sample_weight=batch_size)
     return model.compute_metrics(x, y, y_pred, sample_weight)
+
+
+def _aggregate(strategy, grads, losses, scale, context, replicas):
+    """Unscales and reduces `G` across replicas, asks the strategy for the direction, and scales it back."""
+    if scale is not None:
+        grads = grads / tf.cast(scale, grads.dtype)
+    if replicas > 1:
+        # Aggregate the global batch's gradients, not each replica's: reduce first.
+        grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    finite = tf.reduce_all(tf.math.is_finite(grads))
+    direction, weights = strategy.aggregate(tf.where(finite, grads, tf.zeros_like(grads)), losses)
+    # A non-finite G (overflow under mixed precision) must reach the optimizer as such, so that it skips the step.
+    direction = tf.where(finite, direction, tf.fill(tf.shape(direction), np.nan))
+    if scale is not None:
+        direction = direction * tf.cast(scale, direction.dtype)
+    # Every replica holds the same global direction, and the optimizer sums replicas' gradients.
+    return direction / replicas, weights
+
+
+def _loop_gradients(tape, task_losses, plan, task_names):
+    """T backward passes, each to the shared variables and that task's own ones."""
+    rows, own_grads = [], []
+    num_shared = len(plan.shared)
+    for loss, name in zip(task_losses, task_names):
+        grads = _gradients(tape, loss, plan.shared + plan.own[name])
+        rows.append(_flat(grads[:num_shared]))
+        own_grads += grads[num_shared:]
+    return tf.stack(rows), own_grads
+
+
+def _jacobian(tape, losses, variables):
+    """All task gradients in one vectorised `tape.jacobian` call."""
+    jacobians = tape.jacobian(losses, variables)
+    num_tasks = losses.shape[0]
+    rows = [
+        tf.zeros((num_tasks, int(np.prod(v.shape)))) if j is None else tf.reshape(tf.cast(j, tf.float32), [num_tasks, -1])
+        for j, v in zip(jacobians, variables)
+    ]
+    return tf.concat(rows, axis=1)
+
+
+def _other_trainable(model, taken):
+    ids = {id(v) for v in taken}
+    return [v for v in model.trainable_variables if id(v) not in ids]
