@@ -26,9 +26,15 @@ PUBLIC = {
         "GroupLasso", "MeanRegularized", "Penalty", "SoftSharingL2", "TaskCovarianceUpdater", "TaskRelationshipPrior",
         "TraceNorm",
     ],
-    "kmtl.weighting": ["Equal", "GradientWeighting", "STRATEGIES", "Static", "Uncertainty", "Weighting", "get"],
+    "kmtl.weighting": [
+        "DWA", "Equal", "FAMO", "GeometricMean", "GradientWeighting", "IMTLL", "RLW", "STRATEGIES", "Static",
+        "Uncertainty", "Weighting", "get",
+    ],
     "kmtl.export": ["for_serving", "serving_outputs"],
-    "kmtl.training": ["ExpertUtilizationLogger", "GradientReversalSchedule", "expert_utilization", "grl_schedule"],
+    "kmtl.training": [
+        "ExpertUtilizationLogger", "GradientConflictMonitor", "GradientReversalSchedule", "MultiOptimizer",
+        "expert_utilization", "grl_schedule",
+    ],
     "kmtl.evaluation": ["EvaluationReport", "evaluate", "report_from_logs"],
     "kmtl.recipes": ["RECIPES", "get"],
 }

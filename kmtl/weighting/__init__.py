@@ -1,4 +1,8 @@
-"""Task-weighting strategies, selected by name or object in `MultiTaskModel.compile(weighting=...)`."""
+"""Task-weighting strategies, selected by name or object in `MultiTaskModel.compile(weighting=...)`.
+
+Loss-level strategies combine the task losses inside `compute_loss`; gradient-level ones aggregate the per-task
+gradients of the shared part (see `GradientWeighting`).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,34 @@ from typing import Any
 
 import keras
 
+from kmtl.weighting import dynamic as _dynamic
 from kmtl.weighting.base import GradientWeighting, Weighting
+from kmtl.weighting.dynamic import DWA, IMTLL, RLW, GeometricMean
+from kmtl.weighting.famo import FAMO
 from kmtl.weighting.loss_level import Equal, Static, Uncertainty
 
-__all__ = ["Equal", "GradientWeighting", "Static", "Uncertainty", "Weighting", "get", "STRATEGIES"]
+__all__ = [
+    "DWA",
+    "FAMO",
+    "IMTLL",
+    "RLW",
+    "STRATEGIES",
+    "Equal",
+    "GeometricMean",
+    "GradientWeighting",
+    "Static",
+    "Uncertainty",
+    "Weighting",
+    "get",
+]
 
-STRATEGIES = {"equal": Equal, "static": Static, "uncertainty": Uncertainty}
+# Name -> class (or factory) for `compile(weighting="name")`.
+STRATEGIES = {
+    "equal": Equal,
+    "static": Static,
+    "uncertainty": Uncertainty,
+    **_dynamic.NAMES,
+}
 
 
 def get(identifier: Any) -> Weighting:
