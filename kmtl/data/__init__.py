@@ -1,7 +1,10 @@
-"""Face data for the facial-attributes tasks: a synthetic generator and loaders for CelebA and UTKFace.
+"""Data for kmtl's recipes: generators of embedded data and loaders for real public formats.
 
-Every source yields `({"image": float32 (H, W, 3) in [0, 1]}, {task: label})` with the tasks of
-`FACE_TASK_NAMES`; a label a source lacks is `-1` (binary / class id) or `NaN` (regression).
+Faces: a synthetic generator and loaders for CelebA and UTKFace, yielding `({"image": float32 (H, W, 3) in [0, 1]},
+{task: label})` with the tasks of `FACE_TASK_NAMES`. Clinical time series: `SequenceData` from a synthetic ICU
+generator, the mimic3-benchmarks directory layout or the Mayo Clinic PBC follow-up data, turned into padded
+batches `({"features", "mask"}, {task: label})` by `to_dataset`. A label a source lacks is `-1` (binary / class id)
+or `NaN` (regression).
 """
 
 from kmtl.data._common import ETHNICITIES
@@ -12,6 +15,18 @@ from kmtl.data.celeba import celeba_dataset
 from kmtl.data.celeba import load_celeba
 from kmtl.data.faces import faces_dataset
 from kmtl.data.faces import generate_faces
+from kmtl.data.icu import generate_icu_stays
+from kmtl.data.icu import simulate_icu_events
+from kmtl.data.mimic3 import LABEL_NAMES as ICU_LABEL_NAMES
+from kmtl.data.mimic3 import LOS_BUCKETS
+from kmtl.data.mimic3 import PHENOTYPES
+from kmtl.data.mimic3 import load_mimic3
+from kmtl.data.mimic3 import los_bucket
+from kmtl.data.pbcseq import PBCSEQ_FEATURES
+from kmtl.data.pbcseq import PBCSEQ_LABELS
+from kmtl.data.pbcseq import load_pbcseq
+from kmtl.data.sequences import SequenceData
+from kmtl.data.sequences import to_dataset
 from kmtl.data.utkface import load_utkface
 from kmtl.data.utkface import parse_utkface_name
 from kmtl.data.utkface import utkface_dataset
@@ -20,12 +35,24 @@ __all__ = [
     "ETHNICITIES",
     "FACE_TASK_NAMES",
     "HAIR_COLOURS",
+    "ICU_LABEL_NAMES",
     "LANDMARK_NAMES",
+    "LOS_BUCKETS",
+    "PBCSEQ_FEATURES",
+    "PBCSEQ_LABELS",
+    "PHENOTYPES",
+    "SequenceData",
     "celeba_dataset",
     "faces_dataset",
     "generate_faces",
+    "generate_icu_stays",
     "load_celeba",
+    "load_mimic3",
+    "load_pbcseq",
     "load_utkface",
+    "los_bucket",
     "parse_utkface_name",
+    "simulate_icu_events",
+    "to_dataset",
     "utkface_dataset",
 ]
