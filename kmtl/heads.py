@@ -17,34 +17,40 @@ def task_head(
     activation: str = "relu",
     dropout: float = 0.0,
 ):
-    """Applies a task's head to a feature vector: optional hidden layers, then the output layer.
+    """Applies a task's head to a feature vector (or, for a per-step task, to each step's features).
 
     The output layer is named after the task (its name is the model's output key) and computes in float32 so
     predictions and losses stay accurate under mixed precision. Hidden layers are named `<task>_hidden_<i>`. A
     regression task with `target_offset`/`target_scale` gets a Dense layer `<task>_standardized` followed by a
     fixed `Rescaling` named after the task.
 
+    A per-step task (`Task(per_step=True)`) reads features `(batch, steps, d)` (e.g. from an RNN with
+    `return_sequences=True`) and applies the same layers at every step; a Keras mask on the features (from `Masking`
+    or `mask_zero`) passes through to its predictions, where losses and metrics treat masked steps as missing.
+
     Args:
         task: `Task`.
-        features: symbolic tensor `(batch, d)`.
+        features: symbolic tensor `(batch, d)`; `(batch, steps, d)` for a per-step task (`steps` may be None).
         hidden_units: sequence of int. Widths of the head's hidden Dense layers.
         activation: str. Activation of the hidden layers.
         dropout: float. Dropout rate after each hidden layer.
 
     Returns:
-        Symbolic tensor `(batch, task.output_units)`.
+        Symbolic tensor `(batch, task.output_units)`; `(batch, steps, task.output_units)` for a per-step task.
+
+    Raises:
+        ValueError: naming the task, when the features' rank does not fit the task (per-step or not).
 
     Example:
 
     >>> x = keras.Input((8,))
     >>> task_head(Task("hair", "multiclass", num_classes=4), x, hidden_units=[16]).shape
     (None, 4)
+    >>> sequence = keras.Input((None, 8))
+    >>> task_head(Task("stage", "multiclass", num_classes=3, per_step=True), sequence).shape
+    (None, None, 3)
     """
-    if len(features.shape) != 2:
-        raise ValueError(
-            f"Task '{task.name}': heads read a feature vector (batch, features). Received shape {features.shape}; "
-            "pool or flatten the features first (e.g. keras.layers.GlobalAveragePooling2D)."
-        )
+    _check_features(task, features)
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"Invalid value for `dropout`. Expected a float in [0, 1). Received: dropout={dropout}")
     x = features
@@ -59,3 +65,23 @@ def task_head(
         task.output_units, activation=task.activation, name=f"{task.name}_standardized", dtype="float32"
     )(x)
     return keras.layers.Rescaling(task.target_scale, offset=task.target_offset, name=task.name, dtype="float32")(x)
+
+
+def _check_features(task: Task, features) -> None:
+    rank = len(features.shape)
+    if task.per_step and rank != 3:
+        raise ValueError(
+            f"Task '{task.name}' is per_step: its head reads per-step features (batch, steps, features). Received "
+            f"shape {features.shape}; keep the time axis (e.g. an RNN with return_sequences=True)."
+        )
+    if not task.per_step and rank == 3:
+        raise ValueError(
+            f"Task '{task.name}' is not per_step: its head reads a feature vector (batch, features). Received "
+            f"per-step features of shape {features.shape}; pool them over time (e.g. "
+            "keras.layers.GlobalAveragePooling1D) or declare the task with per_step=True."
+        )
+    if not task.per_step and rank != 2:
+        raise ValueError(
+            f"Task '{task.name}': heads read a feature vector (batch, features). Received shape {features.shape}; "
+            "pool or flatten the features first (e.g. keras.layers.GlobalAveragePooling2D)."
+        )

@@ -53,6 +53,12 @@ class Task:
             output to the targets' units, and the loss is measured in standardised units, so a target in years or
             degrees neither dominates the other tasks' losses nor needs thousands of steps to reach its mean.
             Predictions, metrics and exports stay in the targets' units.
+        per_step: bool. Whether the task predicts one output per time step of a sequence. Labels then carry a
+            time axis after the batch axis: binary and multiclass `(batch, steps)` (or `(batch, steps, 1)`),
+            multilabel `(batch, steps, num_labels)`, regression `(batch, steps, units)` (or `(batch, steps)` for one
+            unit); the head reads features `(batch, steps, channels)` and predicts `(batch, steps, output_units)`.
+            Padded and unlabelled steps carry the `missing` marker (and a Keras mask on the predictions, from
+            `Masking` or `mask_zero`, counts as missing too), so losses and metrics see real, labelled steps only.
 
     Example:
 
@@ -60,6 +66,8 @@ class Task:
     3
     >>> Task("age", "regression").missing
     nan
+    >>> Task("vitals", "regression", units=2, per_step=True)
+    Task('vitals', 'regression', units=2, per_step=True)
     """
 
     def __init__(
@@ -79,6 +87,7 @@ class Task:
         label_names: Sequence[str] | None = None,
         target_offset: float = 0.0,
         target_scale: float = 1.0,
+        per_step: bool = False,
     ):
         if not isinstance(name, str) or not _NAME_PATTERN.match(name):
             raise ValueError(
@@ -139,6 +148,11 @@ class Task:
                 f"Task '{name}': expected {expected_names} `label_names` for a {kind} task. "
                 f"Received: label_names={self.label_names}"
             )
+        if not isinstance(per_step, (bool, np.bool_)):
+            raise ValueError(
+                f"Task '{name}': invalid value for `per_step`. Expected a bool. Received: per_step={per_step!r}"
+            )
+        self.per_step = bool(per_step)
 
     # --- Derived facts ---------------------------------------------------------------------------------------
 
@@ -207,14 +221,7 @@ class Task:
         dtype = np.dtype(getattr(dtype, "as_numpy_dtype", dtype))
         if len(shape) == 0:
             raise ValueError(f"Task '{self.name}': labels must have a batch axis. Received a scalar.")
-        width = self.label_width
-        allowed = [(), (1,)] if width == 1 else [(width,)]
-        if tuple(shape[1:]) not in allowed:
-            expected = " or ".join(_shape_text((None,) + a) for a in allowed)
-            raise ValueError(
-                f"Task '{self.name}' ({self.kind}): labels must have shape {expected}. "
-                f"Received shape {_shape_text(shape)}."
-            )
+        self._check_label_shape(shape)
         numeric = np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)
         if not numeric:
             raise ValueError(f"Task '{self.name}': labels must be numeric. Received dtype {dtype}.")
@@ -223,6 +230,25 @@ class Task:
                 f"Task '{self.name}': labels are unsigned ({dtype}) and cannot hold the missing marker "
                 f"{self.missing}; use a signed integer dtype."
             )
+
+    def _check_label_shape(self, shape: tuple) -> None:
+        width = self.label_width
+        allowed = [(), (1,)] if width == 1 else [(width,)]
+        leading = (None, "steps") if self.per_step else (None,)
+        inner = tuple(shape[len(leading):])
+        if len(shape) >= len(leading) and inner in allowed:
+            return
+        expected = " or ".join(_shape_text(leading + a) for a in allowed)
+        kind = f"{self.kind}, per_step" if self.per_step else self.kind
+        if self.per_step:
+            hint = " A per_step task needs labels per time step, padded steps marked with `missing`."
+        else:
+            extra_axis = len(shape) > (1 if width == 1 else 2)
+            hint = " For labels per time step, declare the task with per_step=True." if extra_axis else ""
+        raise ValueError(
+            f"Task '{self.name}' ({kind}): labels must have shape {expected}. Received shape {_shape_text(shape)}."
+            + hint
+        )
 
     def _missing_mask(self, array: np.ndarray) -> np.ndarray:
         if self.missing_is_nan:
@@ -250,6 +276,7 @@ class Task:
             "label_names": self.label_names,
             "target_offset": self.target_offset,
             "target_scale": self.target_scale,
+            "per_step": self.per_step,
         }
 
     @classmethod
@@ -269,7 +296,8 @@ class Task:
         extra = {"multiclass": f", num_classes={self.num_classes}", "multilabel": f", num_labels={self.num_labels}"}
         detail = extra.get(self.kind, f", units={self.units}" if self.kind == "regression" and self.units > 1 else "")
         aux = ", auxiliary=True" if self.auxiliary else ""
-        return f"Task({self.name!r}, {self.kind!r}{detail}{aux})"
+        steps = ", per_step=True" if self.per_step else ""
+        return f"Task({self.name!r}, {self.kind!r}{detail}{aux}{steps})"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Task) and _comparable(self.get_config()) == _comparable(other.get_config())
@@ -278,7 +306,7 @@ class Task:
 
 
 def _shape_text(shape) -> str:
-    dims = ["batch" if d is None else str(d) for d in shape]
+    dims = ["batch" if i == 0 and d is None else "None" if d is None else str(d) for i, d in enumerate(shape)]
     return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 

@@ -16,6 +16,8 @@ import tensorflow as tf
 from kmtl.export.warmup import write_rest_request, write_warmup_requests
 
 SIGNATURE = "serving_default"
+# Length given to an input dimension of unknown size (a sequence's time axis) in the default example inputs.
+DEFAULT_EXAMPLE_STEPS = 8
 
 
 def for_serving(
@@ -34,6 +36,11 @@ def for_serving(
     `<task>_class_name` (string); multilabel → `<task>` (probabilities); regression → `<task>` (values, `(batch,)`
     for one unit). Auxiliary tasks are left out. Loading needs TensorFlow only, not kmtl.
 
+    A per-step task's outputs keep their time axis after the batch axis: `(batch, steps)` for binary,
+    one-unit regression, `<task>_class_id` and `<task>_class_name`; `(batch, steps, units)` otherwise. Input
+    dimensions the model leaves open (a `None` time axis) stay open in the signature, so it accepts sequences of
+    any length; each request is one padded batch.
+
     The version is written to a temporary folder beside it and renamed into place, so a half-written version is
     never visible; an existing version is never overwritten. Beside the SavedModel, `assets.extra/` holds
     `kmtl_model.json` (tasks and outputs), `rest_request.json` (an example REST body) and, when
@@ -44,7 +51,9 @@ def for_serving(
         base_dir: str or path. The model's folder, e.g. `saved_models/faces`.
         version: int. Version number; defaults to one more than the highest existing version (1 at first).
         examples: optional inputs (a dict of arrays keyed by input name, or one array) for the warm-up records and
-            the REST example; defaults to zeros of the input shapes.
+            the REST example; only the first example is used, so a list of sequences of different lengths will
+            do. Defaults to zeros of the input shapes, with `DEFAULT_EXAMPLE_STEPS` for a dimension of unknown
+            size. The example must run through the model.
         warmup: bool. Whether to write TF-Serving warm-up records.
 
     Returns:
@@ -52,7 +61,7 @@ def for_serving(
 
     Raises:
         FileExistsError: if `base_dir/<version>` exists.
-        ValueError: for a bad version or a model without exportable tasks.
+        ValueError: for a bad version, a model without exportable tasks, or examples that do not fit the inputs.
 
     Example:
 
@@ -70,6 +79,7 @@ def for_serving(
         raise ValueError("The model has no non-auxiliary task to export.")
     specs = _input_specs(model)
     batch = _example_batch(specs, examples)
+    _check_example_runs(model, specs, batch)
     base.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.partial-", dir=base))
     try:
@@ -93,7 +103,7 @@ def serving_outputs(tasks, predictions: dict) -> dict:
     for task in tasks:
         value = predictions[task.name]
         if task.kind == "binary" or (task.kind == "regression" and task.units == 1):
-            outputs[task.name] = tf.reshape(value, [-1])
+            outputs[task.name] = tf.squeeze(value, axis=-1)  # (batch,), or (batch, steps) for a per-step task
         elif task.kind == "multiclass":
             outputs[task.name] = value
             class_id = tf.argmax(value, axis=-1, output_type=tf.int64)
@@ -109,23 +119,35 @@ def _write_saved_model(model, tasks, specs, export_dir):
     serving_model = keras.Model(
         inputs=model.input, outputs={t.name: model.output[t.name] for t in tasks}, name=f"{model.name}_serving"
     )
-    input_names = list(specs)
-    single = not isinstance(model.input, (dict, list, tuple))
-    as_list = isinstance(model.input, (list, tuple))
 
     def serve(inputs):
-        if single:
-            model_inputs = inputs[input_names[0]]
-        elif as_list:
-            model_inputs = [inputs[name] for name in input_names]
-        else:
-            model_inputs = inputs
-        return serving_outputs(tasks, serving_model(model_inputs, training=False))
+        return serving_outputs(tasks, serving_model(_model_inputs(model, specs, inputs), training=False))
 
     archive = keras.export.ExportArchive()
     archive.track(serving_model)
     archive.add_endpoint(SIGNATURE, serve, input_signature=[specs])
     archive.write_out(str(export_dir), verbose=False)
+
+
+def _model_inputs(model, specs, inputs):
+    """Arranges a dict of named inputs as the model takes them: one tensor, a list or a dict."""
+    names = list(specs)
+    if not isinstance(model.input, (dict, list, tuple)):
+        return inputs[names[0]]
+    if isinstance(model.input, (list, tuple)):
+        return [inputs[name] for name in names]
+    return inputs
+
+
+def _check_example_runs(model, specs, batch) -> None:
+    """Runs the example batch through the model, so TF Serving never gets warm-up records it cannot replay."""
+    try:
+        model(_model_inputs(model, specs, {n: tf.constant(v) for n, v in batch.items()}), training=False)
+    except Exception as error:  # any failure means TF Serving could not replay the example either
+        shapes = {n: v.shape for n, v in batch.items()}
+        raise ValueError(
+            f"The example inputs {shapes} do not run through the model; pass `examples` that do. Error: {error}"
+        ) from error
 
 
 def _input_specs(model) -> dict:
@@ -140,7 +162,7 @@ def _input_specs(model) -> dict:
 
 def _example_batch(specs, examples) -> dict:
     if examples is None:
-        return {n: np.zeros([1 if d is None else d for d in s.shape], s.dtype.as_numpy_dtype) for n, s in specs.items()}
+        return {n: np.zeros(_default_shape(s.shape), s.dtype.as_numpy_dtype) for n, s in specs.items()}
     if not isinstance(examples, dict):
         if len(specs) != 1:
             raise ValueError(f"`examples` must be a dict keyed by input names {list(specs)} for this model.")
@@ -150,16 +172,39 @@ def _example_batch(specs, examples) -> dict:
         raise ValueError(f"`examples` lacks input(s) {missing}. Expected keys: {list(specs)}.")
     batch = {}
     for name, spec in specs.items():
-        value = np.asarray(examples[name])
+        first, received = _first_example(examples[name])
         expected = tuple(spec.shape)
-        fits = value.ndim == len(expected) and all(d is None or d == v for d, v in zip(expected, value.shape))
-        if not fits or value.shape[0] == 0:
-            shown = tuple("batch" if d is None else d for d in expected)
+        fits = first is not None and first.ndim == len(expected) - 1
+        if not fits or not all(d is None or d == v for d, v in zip(expected[1:], first.shape)):
             raise ValueError(
-                f"`examples['{name}']` must have shape {shown} with at least one row. Received shape {value.shape}."
+                f"`examples['{name}']` must have shape {_shape_text(expected)} with at least one row. "
+                f"Received shape {received}."
             )
-        batch[name] = value[:1].astype(spec.dtype.as_numpy_dtype)
+        batch[name] = first[None].astype(spec.dtype.as_numpy_dtype)
     return batch
+
+
+def _shape_text(shape) -> str:
+    dims = [("batch" if i == 0 else "any") if d is None else str(d) for i, d in enumerate(shape)]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+def _first_example(value) -> tuple:
+    """The first example of a batch (an array, or a list such as sequences of different lengths), and its shape."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return None, (0,)
+        first = np.asarray(value[0])
+        return first, (len(value),) + first.shape
+    value = np.asarray(value)
+    if value.ndim == 0 or len(value) == 0:
+        return None, value.shape
+    return value[0], value.shape
+
+
+def _default_shape(shape) -> list:
+    """One example: batch 1, `DEFAULT_EXAMPLE_STEPS` for another dimension of unknown size."""
+    return [1] + [DEFAULT_EXAMPLE_STEPS if d is None else d for d in list(shape)[1:]]
 
 
 def _describe(model, tasks, specs) -> dict:

@@ -1,4 +1,8 @@
-"""Masked task losses: missing labels contribute nothing, and a task's loss is the mean over its present labels."""
+"""Masked task losses: missing labels contribute nothing, and a task's loss is the mean over its present labels.
+
+A per-step task (`Task(per_step=True)`) is scored the same way over its (example, step) label entries, so padded and
+unlabelled steps (marked `missing`, or masked by a Keras mask on the predictions) count for nothing.
+"""
 
 from __future__ import annotations
 
@@ -20,26 +24,47 @@ def present_mask(task: Task, y_true):
     return ops.not_equal(y_true, ops.cast(task.missing, y_true.dtype))
 
 
+def keras_mask(tensor):
+    """The Keras mask a layer attached to `tensor` (e.g. after `Masking` or `Embedding(mask_zero=True)`), or None.
+
+    Keras 3.15 has no public getter (`keras.backend` lists none); Keras's own losses and metrics, and its masking
+    guide, read the tensor's `_keras_mask` attribute. This is kmtl's one place that reads it.
+    """
+    return getattr(tensor, "_keras_mask", None)
+
+
 def label_entries(task: Task, y_true, y_pred, sample_weight=None):
     """Flattens a task's labels and predictions to one row per label entry.
 
     A label entry is the atomic unit a missing marker applies to: one class id (binary, multiclass) or one
-    component (multilabel, regression). Missing entries are filled with a valid value so no loss or metric sees
-    the marker.
+    component (multilabel, regression), of one example or, for a per-step task, of one (example, step). Missing
+    entries are filled with a valid value so no loss or metric sees the marker. Where the predictions carry a Keras
+    mask (`Masking`, `mask_zero`), a masked step counts as missing.
 
     Args:
         task: `Task`.
-        y_true: tensor of labels, `(batch,)` or `(batch, label_width)`.
-        y_pred: tensor of head outputs, `(batch, output_units)`.
-        sample_weight: optional tensor `(batch,)` of per-example weights.
+        y_true: tensor of labels, `(batch,)` or `(batch, label_width)`; per-step tasks `(batch, steps)` or
+            `(batch, steps, label_width)`.
+        y_pred: tensor of head outputs, `(batch, output_units)`; per-step tasks `(batch, steps, output_units)`.
+        sample_weight: optional tensor of weights, `(batch,)` per example or, for a per-step task, `(batch, steps)`
+            per step.
 
     Returns:
         Tuple `(y_true, y_pred, present, weights)`: multiclass `(N,)`, `(N, num_classes)`; other kinds `(N, 1)`,
         `(N, 1)`; `present` `(N,)` float32, 1 where the label is present, 0 where it is missing; `weights` `(N,)`,
-        `present` times the example's sample weight.
+        `present` times the example's (or step's) sample weight.
+
+    Example:
+
+    >>> task = Task("t", "binary", per_step=True)
+    >>> _, _, present, _ = label_entries(task, [[1, 0, -1]], [[[0.9], [0.2], [0.5]]])
+    >>> keras.ops.convert_to_numpy(present).tolist()
+    [1.0, 1.0, 0.0]
     """
+    mask = keras_mask(y_pred)  # read before any op: new tensors do not carry it
     y_pred = ops.convert_to_tensor(y_pred)
     y_true = ops.convert_to_tensor(y_true)
+    y_pred_rank = len(y_pred.shape)
     if task.kind == "multiclass":
         y_true = ops.reshape(y_true, (-1,))
         y_pred = ops.reshape(y_pred, (-1, task.num_classes))
@@ -51,12 +76,28 @@ def label_entries(task: Task, y_true, y_pred, sample_weight=None):
     if task.kind != "multiclass":
         y_true = ops.cast(y_true, y_pred.dtype)
     present = ops.cast(ops.reshape(present, (-1,)), "float32")
+    if mask is not None:
+        present = present * _mask_entries(task, mask, y_pred_rank)
     weights = present
     if sample_weight is not None:
-        sample_weight = ops.cast(ops.reshape(sample_weight, (-1, 1)), "float32")
-        per_entry = ops.broadcast_to(sample_weight, (ops.shape(sample_weight)[0], task.label_width))
-        weights = present * ops.reshape(per_entry, (-1,))
+        # (batch,) or (batch, 1) weights every entry of an example; (batch, steps) every entry of a step.
+        sample_weight = ops.cast(ops.convert_to_tensor(sample_weight), "float32")
+        rows = ops.shape(sample_weight)[0]
+        sample_weight = ops.reshape(sample_weight, (rows, -1, 1))
+        weights = ops.reshape(ops.reshape(present, (rows, -1, task.label_width)) * sample_weight, (-1,))
     return y_true, y_pred, present, weights
+
+
+def _mask_entries(task: Task, mask, y_pred_rank: int):
+    """A prediction mask `(batch[, steps])` as one float per label entry, in `label_entries` order."""
+    mask = ops.convert_to_tensor(mask)
+    if len(mask.shape) != y_pred_rank - 1:
+        raise ValueError(
+            f"Task '{task.name}': the Keras mask on its predictions has shape {tuple(mask.shape)}; expected one "
+            f"value per prediction row (rank {y_pred_rank - 1})."
+        )
+    mask = ops.cast(ops.reshape(mask, (-1, 1)), "float32")
+    return ops.reshape(ops.broadcast_to(mask, (ops.shape(mask)[0], task.label_width)), (-1,))
 
 
 def resolve_loss(loss: Any) -> Callable:
@@ -81,9 +122,10 @@ def masked_loss(task: Task, loss_fn: Callable, y_true, y_pred, sample_weight=Non
     Args:
         task: `Task`.
         loss_fn: function returning one value per entry, as from `resolve_loss`.
-        y_true: labels, missing entries marked with `task.missing`.
-        y_pred: head outputs.
-        sample_weight: optional per-example weights `(batch,)`.
+        y_true: labels, missing entries marked with `task.missing`; per-step tasks carry a time axis after the
+            batch axis, padded steps marked missing too.
+        y_pred: head outputs; a Keras mask on them (from `Masking` or `mask_zero`) marks masked steps missing.
+        sample_weight: optional weights, `(batch,)` per example or, for a per-step task, `(batch, steps)`.
 
     Returns:
         Scalar float32 tensor.
