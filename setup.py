@@ -32,6 +32,8 @@ setup(
         "tensorflow>=2.21,<2.22",
         "keras>=3.10",
         "keras-tuner>=1.4",
+        # keras-tuner imports tensorboard in every trial; TensorFlow 2.21 no longer installs it.
+        "tensorboard>=2.21,<2.22",
         "numpy>=1.26",
         # Splitters for cross-validation and the metrics of reports and recipes.
         "scikit-learn>=1.3",
