@@ -11,7 +11,21 @@ TensorFlow Serving:
     kmtl.export.for_serving(model, "saved_models/faces")
 """
 
-from kmtl import backbones, builders, data, export, heads, layers, losses, metrics, regularizers, training, weighting
+from kmtl import (
+    backbones,
+    builders,
+    data,
+    export,
+    heads,
+    layers,
+    losses,
+    metrics,
+    preprocessing,
+    regularizers,
+    training,
+    tuning,
+    weighting,
+)
 from kmtl.evaluation import EvaluationReport, evaluate
 from kmtl.model import MultiTaskModel
 from kmtl.tasks import Task
@@ -31,7 +45,9 @@ __all__ = [
     "layers",
     "losses",
     "metrics",
+    "preprocessing",
     "regularizers",
     "training",
+    "tuning",
     "weighting",
 ]

@@ -12,7 +12,7 @@ import kmtl
 PUBLIC = {
     "kmtl": [
         "EvaluationReport", "MultiTaskModel", "Task", "backbones", "builders", "data", "evaluate", "export", "heads",
-        "layers", "losses", "metrics", "regularizers", "training", "weighting",
+        "layers", "losses", "metrics", "preprocessing", "regularizers", "training", "tuning", "weighting",
     ],
     "kmtl.builders": [
         "cross_stitch", "hard_sharing", "hierarchy", "mmoe", "ple", "sluice", "soft_sharing", "split",
@@ -42,7 +42,11 @@ PUBLIC = {
         "ExpertUtilizationLogger", "GradientConflictMonitor", "GradientReversalSchedule", "MultiOptimizer",
         "expert_utilization", "grl_schedule",
     ],
-    "kmtl.evaluation": ["EvaluationReport", "evaluate", "report_from_logs"],
+    "kmtl.evaluation": [
+        "ComparisonResult", "ConfusionMatrix", "CrossValidationResult", "EvaluationReport", "MultiTaskCheckpoint",
+        "compare_recipe", "compare_single_task", "cross_validate", "delta_m", "evaluate", "report_from_logs",
+        "save_plots",
+    ],
     "kmtl.recipes": ["RECIPES", "get"],
 }
 

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from kmtl.evaluation.scores import CLASSIFICATION_KINDS, ConfusionMatrix, TaskScorer, geometric_mean
+
+# Keras metrics that `evaluate` replaces with exact values from scikit-learn (Keras's AUC is a 200-threshold
+# approximation of the AUROC that the report computes exactly).
+_SUPERSEDED = {"auc"}
 
 
 class EvaluationReport:
@@ -12,6 +21,7 @@ class EvaluationReport:
         task_metrics: dict `{task_name: {metric_name: value}}`; metric names without the task prefix.
         overall: dict of values that belong to no single task (e.g. the total `loss`).
         kinds: dict `{task_name: kind}` for the table.
+        confusion: dict `{task_name: ConfusionMatrix}` of classification tasks.
 
     Example:
 
@@ -20,10 +30,11 @@ class EvaluationReport:
     1.1
     """
 
-    def __init__(self, task_metrics: dict, overall: dict, kinds: dict | None = None):
+    def __init__(self, task_metrics: dict, overall: dict, kinds: dict | None = None, confusion: dict | None = None):
         self.task_metrics = task_metrics
         self.overall = overall
         self.kinds = kinds or {}
+        self.confusion = confusion or {}
 
     def __getitem__(self, task: str) -> dict:
         return self.task_metrics[task]
@@ -32,24 +43,82 @@ class EvaluationReport:
     def tasks(self) -> list[str]:
         return list(self.task_metrics)
 
+    def confusion_matrix(self, task: str) -> ConfusionMatrix:
+        """The confusion matrix of a classification task (rows true, columns predicted), labelled by `label_names`.
+
+        Args:
+            task: str. Task name.
+
+        Returns:
+            `kmtl.evaluation.scores.ConfusionMatrix`: `matrix`, `classes` and, for multilabel tasks, `labels`.
+
+        Raises:
+            ValueError: for an unknown task or one without a confusion matrix (regression).
+        """
+        if task not in self.confusion:
+            known = sorted(self.confusion)
+            raise ValueError(
+                f"Invalid value for `task`. Expected a classification task of this report, one of {known}. "
+                f"Received: task={task!r}"
+            )
+        return self.confusion[task]
+
     def to_dict(self) -> dict:
         """`{task: {metric: value}}` plus an `"overall"` entry."""
         return {**{t: dict(m) for t, m in self.task_metrics.items()}, "overall": dict(self.overall)}
 
-    def table(self, digits: int = 4) -> str:
-        """The report as a fixed-width text table, one row per task."""
+    def to_dataframe(self):
+        """A `pandas.DataFrame`: one row per task (index: task name), a `kind` column and one column per metric;
+        a last row `"overall"` holds the overall values (e.g. the total `loss`).
+
+        Raises:
+            ImportError: when pandas is not installed.
+        """
+        try:
+            import pandas as pd
+        except ImportError as error:
+            raise ImportError("`EvaluationReport.to_dataframe()` needs pandas: `pip install pandas`.") from error
+        rows = {t: {"kind": self.kinds.get(t, ""), **m} for t, m in self.task_metrics.items()}
+        if self.overall:
+            rows["overall"] = {"kind": "", **self.overall}
+        frame = pd.DataFrame.from_dict(rows, orient="index")
+        frame.index.name = "task"
+        return frame
+
+    def save_plots(self, directory: str | Path, history: Any = None, *, overwrite: bool = False) -> list[Path]:
+        """Writes PNG plots: confusion heatmaps and, from a `History`, learning curves and task weights.
+
+        See `kmtl.evaluation.plots.save_plots`; needs matplotlib (`pip install "kmtl[plots]"`).
+        """
+        from kmtl.evaluation.plots import save_plots
+
+        return save_plots(self, directory, history, overwrite=overwrite)
+
+    def table(self, digits: int = 4, width: int = 120) -> str:
+        """The report as a fixed-width text table, one row per task and `-` where a metric does not apply.
+
+        Args:
+            digits: int. Decimals of each value.
+            width: int. Line width; wider tables are split into blocks of metric columns, each led by the task
+                and kind columns.
+        """
         columns = []
         for metrics in self.task_metrics.values():
             columns += [m for m in metrics if m not in columns]
-        header = ["task", "kind"] + columns
-        rows = [header]
-        for task, metrics in self.task_metrics.items():
-            cells = [task, self.kinds.get(task, "")]
-            cells += [_format(metrics[c], digits) if c in metrics else "-" for c in columns]
-            rows.append(cells)
-        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
+        cells = {c: [_format(m[c], digits) if c in m else "-" for m in self.task_metrics.values()] for c in columns}
+        lead = [["task"] + self.tasks, ["kind"] + [self.kinds.get(t, "") for t in self.tasks]]
+        lead_width = sum(max(map(len, col)) + 2 for col in lead)
+        blocks, used = [[]], lead_width
+        for column in columns:
+            size = max(len(column), *map(len, cells[column])) + 2
+            if blocks[-1] and used + size > width:
+                blocks.append([])
+                used = lead_width
+            blocks[-1].append([column] + cells[column])
+            used += size
+        lines = []
+        for block in blocks:
+            lines += ([""] if lines else []) + _render(lead + block)
         if self.overall:
             lines.append("overall: " + ", ".join(f"{k}={_format(v, digits)}" for k, v in self.overall.items()))
         return "\n".join(lines)
@@ -61,21 +130,103 @@ class EvaluationReport:
         return f"EvaluationReport(tasks={self.tasks})"
 
 
-def evaluate(model, data: Any, y: Any = None, *, batch_size: int | None = None, verbose: int = 0) -> EvaluationReport:
-    """Evaluates a `MultiTaskModel` and groups its logged metrics by task.
+def evaluate(
+    model,
+    data: Any,
+    y: Any = None,
+    *,
+    batch_size: int | None = None,
+    verbose: int = 0,
+    threshold: float = 0.5,
+) -> EvaluationReport:
+    """Evaluates a `MultiTaskModel`: each task's metrics over its present labels, computed with scikit-learn.
+
+    Every task gets its loss (and weight) from the Keras evaluation, and metrics computed from the predictions over
+    the labels that are present (missing markers and padded steps are left out):
+
+    - binary: `accuracy`, `precision`, `recall`, `f1`, `auroc`;
+    - multiclass: `accuracy`, `precision_macro`, `recall_macro`, `f1_macro`, `auroc_ovr` (one-vs-rest, macro over
+      the classes that occur);
+    - multilabel: `accuracy` over entries, `precision`, `recall`, `f1`, `auroc` each `_macro` (mean over labels)
+      and `_micro` (entries pooled), and `dice`;
+    - regression: `mae`, `rmse`, and `nme` when the task's metrics include `kmtl.metrics.NormalizedMeanError`;
+    - `dice` (mean per-example Dice of the thresholded mask) also for per-step binary tasks and binary tasks that
+      list a Dice metric.
+
+    Undefined values (AUROC with one class present) are NaN; precision and recall with nothing predicted or present
+    are 0. Other metrics the model logs (e.g. `top_2_accuracy`) are kept under their Keras names. `overall` holds
+    the total `loss` and, when the model has main (non-auxiliary) classification tasks, `geometric_mean_accuracy`.
 
     Args:
         model: compiled `kmtl.MultiTaskModel`.
-        data: a `tf.data.Dataset` of `(inputs, {task: labels})`, or inputs when `y` is given.
+        data: a `tf.data.Dataset` or `keras.utils.PyDataset` of `(inputs, {task: labels})` batches, or inputs
+            when `y` is given. The data is read twice (Keras evaluation, then predictions), so a one-shot
+            iterator or generator is refused.
         y: dict of labels when `data` holds inputs.
         batch_size: int. Batch size for array data.
         verbose: int. Keras verbosity.
+        threshold: float. Probability at or above which binary and multilabel entries count as positive.
 
     Returns:
-        `EvaluationReport` with each task's loss, weight and metrics over present labels.
+        `EvaluationReport` with each task's metrics and confusion matrices of classification tasks.
+
+    Example:
+
+    >>> report = kmtl.evaluate(model, test_ds)  # doctest: +SKIP
+    >>> report["smiling"]["auroc"], report.confusion_matrix("hair").matrix  # doctest: +SKIP
     """
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+        raise ValueError(
+            f"Invalid value for `threshold`. Expected a number in (0, 1). Received: threshold={threshold!r}"
+        )
+    if y is None and (hasattr(data, "__next__") or not hasattr(data, "__iter__") and not hasattr(data, "__getitem__")):
+        raise ValueError(
+            "Invalid value for `data`. Expected a tf.data.Dataset, a keras.utils.PyDataset or arrays with `y`; a "
+            f"one-shot iterator cannot be read twice. Received: data={type(data).__name__}"
+        )
     logs = model.evaluate(data, y, batch_size=batch_size, verbose=verbose, return_dict=True)
-    return report_from_logs(model, logs)
+    from_keras = report_from_logs(model, logs)
+    scorers = {task.name: TaskScorer(task, threshold) for task in model.tasks}
+    for labels, predictions in _labelled_predictions(model, data, y, batch_size):
+        for name, scorer in scorers.items():
+            scorer.add(labels[name], predictions[name])
+    task_metrics, confusion = {}, {}
+    for task in model.tasks:
+        keras_values = from_keras.task_metrics[task.name]
+        scores = scorers[task.name].scores()
+        metrics = {k: keras_values[k] for k in ("loss", "weight") if k in keras_values}
+        metrics.update(scores)
+        metrics.update({k: v for k, v in keras_values.items() if k not in metrics and k not in _SUPERSEDED})
+        task_metrics[task.name] = metrics
+        matrix = scorers[task.name].confusion()
+        if matrix is not None:
+            confusion[task.name] = matrix
+    overall = dict(from_keras.overall)
+    accuracies = [
+        task_metrics[t.name].get("accuracy", float("nan"))
+        for t in model.tasks
+        if t.kind in CLASSIFICATION_KINDS and not t.auxiliary
+    ]
+    accuracies = [a for a in accuracies if np.isfinite(a)]
+    if accuracies:
+        overall["geometric_mean_accuracy"] = geometric_mean(accuracies)
+    return EvaluationReport(task_metrics, overall, from_keras.kinds, confusion)
+
+
+def _labelled_predictions(model, data, y, batch_size):
+    """Yields `(labels, predictions)` dicts in matching order: one pass over the data, predicting batch by batch."""
+    if y is not None:
+        predictions = model.predict(data, batch_size=batch_size, verbose=0)
+        yield y, predictions
+        return
+    if hasattr(data, "__getitem__") and hasattr(data, "__len__") and not hasattr(data, "element_spec"):
+        batches = (data[i] for i in range(len(data)))  # a keras.utils.PyDataset
+    else:
+        batches = iter(data)
+    for batch in batches:
+        inputs, labels = batch[0], batch[1]
+        predictions = model.predict_on_batch(inputs)
+        yield {k: np.asarray(v) for k, v in labels.items()}, predictions
 
 
 def report_from_logs(model, logs: dict, prefix: str = "") -> EvaluationReport:
@@ -98,3 +249,12 @@ def report_from_logs(model, logs: dict, prefix: str = "") -> EvaluationReport:
 
 def _format(value: Any, digits: int) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _render(columns: list[list[str]]) -> list[str]:
+    """Lines of a table given as columns (header first), with a rule under the header."""
+    widths = [max(len(cell) for cell in column) for column in columns]
+    rows = [[column[i] for column in columns] for i in range(len(columns[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines

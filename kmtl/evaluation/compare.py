@@ -1,0 +1,321 @@
+"""Single-task baselines: train the multi-task model and one model per task on the same budget, report Δm.
+
+Reference:
+    Maninis, Radosavovic & Kokkinos (2019). Attentive Single-Tasking of Multiple Tasks. CVPR.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Mapping, Sequence
+
+import keras
+
+from kmtl.evaluation.deltas import (
+    ComparisonResult,
+    TaskComparison,
+    delta_m,
+    lower_is_better,
+    primary_metric,
+    relative_improvement,
+    resolve_primary_metrics,
+)
+from kmtl.evaluation.report import evaluate
+from kmtl.tasks import Task, validate_task_list
+
+__all__ = [
+    "ComparisonResult",
+    "compare_recipe",
+    "compare_single_task",
+    "delta_m",
+    "lower_is_better",
+    "primary_metric",
+    "relative_improvement",
+]
+
+
+def compare_single_task(
+    build_fn: Callable[[list[Task]], Any],
+    compile_fn: Callable[[Any], Any],
+    train: Any,
+    val: Any,
+    test: Any,
+    tasks: Sequence[Task],
+    *,
+    fit_kwargs: Mapping[str, Any] | None = None,
+    repeats: int = 1,
+    seeds: Sequence[int] | None = None,
+    primary_metrics: Mapping[str, str | tuple[str, bool]] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> ComparisonResult:
+    """Trains the multi-task model and one single-task model per main task with the same architecture and budget.
+
+    For every seed, the multi-task model (all `tasks`) and one model per non-auxiliary task are each built with
+    `build_fn`, compiled with `compile_fn`, trained with the same `fit_kwargs` (so the same epochs and steps, the
+    single-task data being the same examples with the other tasks' labels dropped) after
+    `keras.utils.set_random_seed(seed)`, and evaluated on `test` with `kmtl.evaluate`. Each task is scored by its
+    primary metric; the relative improvement `(-1)^l (M_mtl - M_single) / |M_single|` (`l` = 1 when lower is
+    better) and Δm, its mean over main tasks, are computed per seed, then reported as mean ± std over seeds.
+
+    Default primary metrics (override per task with `primary_metrics`):
+
+    - binary: `auroc` (threshold-free and insensitive to class imbalance, where accuracy rewards predicting the
+      majority class);
+    - multiclass: `accuracy` (always defined, where one-vs-rest AUROC needs every class in the test labels);
+    - multilabel: `auroc_macro` (as binary, each label counting equally);
+    - regression: `mae` (in the targets' units and less dominated by a few outliers than RMSE), or `nme` when the
+      task lists `kmtl.metrics.NormalizedMeanError` (the landmark benchmarks' measure).
+
+    Args:
+        build_fn: callable `tasks -> MultiTaskModel` building an uncompiled model for a list of `Task`s (e.g. a
+            recipe's `build_model(tasks=...)`); called with all tasks and with each main task alone.
+        compile_fn: callable `model -> model or None` compiling it (optimizer, weighting).
+        train: training data: a `tf.data.Dataset` of `(inputs, {task: labels})`, a tuple `(x, y_dict)`, or a
+            callable `task_names -> dataset or tuple` (e.g. a recipe's `load_data(tasks=...)`), called per model.
+            Labels of tasks a model does not learn are dropped.
+        val: validation data passed to `fit`, in the same forms, or None.
+        test: test data for `kmtl.evaluate`, in the same forms.
+        tasks: list of `kmtl.Task`, the multi-task model's tasks. Auxiliary tasks get no single-task model and
+            stay out of Δm.
+        fit_kwargs: dict of `fit` arguments shared by every model (`epochs`, `batch_size`, `steps_per_epoch`,
+            `verbose`, ...). Defaults to `{"epochs": 1, "verbose": 0}`. Callbacks are shared too, so leave out
+            ones that change the budget (early stopping) or keep state.
+        repeats: int. Number of seeds when `seeds` is not given (seeds 0, 1, ...).
+        seeds: sequence of int. Seeds, one repeat each.
+        primary_metrics: dict `{task: metric}` or `{task: (metric, lower_is_better)}` overriding the defaults; a
+            metric is a name in `kmtl.evaluate`'s report (e.g. `"f1"`, `"rmse"`, `"loss"`).
+        log: callable receiving progress lines (e.g. `print`), or None.
+
+    Returns:
+        `ComparisonResult`: per task the MTL and single-task scores, relative improvement and negative-transfer
+        flag, Δm (mean ± std over seeds), and per model its seed, epochs and optimizer steps.
+
+    Example:
+
+    >>> result = compare_single_task(  # doctest: +SKIP
+    ...     lambda tasks: fa.build_model(tasks=tasks), fa.compile_model, train, val, test, fa.make_tasks(),
+    ...     fit_kwargs={"epochs": 5}, repeats=3)
+    >>> print(result.table())  # doctest: +SKIP
+
+    Reference:
+        Maninis, Radosavovic & Kokkinos (2019). Attentive Single-Tasking of Multiple Tasks. CVPR.
+    """
+    tasks = validate_task_list(tasks)
+    seeds = _seeds(repeats, seeds)
+    metrics = resolve_primary_metrics(tasks, primary_metrics)
+    fit_kwargs = dict({"epochs": 1, "verbose": 0} if fit_kwargs is None else fit_kwargs)
+    if "validation_data" in fit_kwargs:
+        raise ValueError("Pass validation data as `val`, not in `fit_kwargs`, so each model gets its tasks' labels.")
+    main = [t for t in tasks if not t.auxiliary]
+    if not main:
+        raise ValueError("Invalid value for `tasks`. Expected at least one task that is not auxiliary.")
+    scores = {t.name: {"mtl": [], "single": []} for t in tasks}
+    runs = []
+    for repeat, seed in enumerate(seeds, start=1):
+        plans = [("multi-task", tasks)] + [(task.name, [task]) for task in main]
+        for label, subset in plans:
+            if log is not None:
+                log(f"[seed {seed}, repeat {repeat}/{len(seeds)}] training the {label} model ({len(subset)} task(s))")
+            report, budget = _train_and_evaluate(build_fn, compile_fn, (train, val, test), subset, seed, fit_kwargs)
+            runs.append({"seed": seed, "model": label, "tasks": [t.name for t in subset], **budget})
+            for task in subset:
+                value = report[task.name][metrics[task.name][0]]
+                scores[task.name]["mtl" if label == "multi-task" else "single"].append(value)
+    rows = [
+        TaskComparison(
+            task=t.name,
+            kind=t.kind,
+            metric=metrics[t.name][0],
+            lower_is_better=metrics[t.name][1],
+            auxiliary=t.auxiliary,
+            mtl=scores[t.name]["mtl"],
+            single=scores[t.name]["single"] if not t.auxiliary else None,
+        )
+        for t in tasks
+    ]
+    return ComparisonResult(rows, list(seeds), runs)
+
+
+def compare_recipe(
+    recipe: Any,
+    *,
+    quick: bool = False,
+    epochs: int | None = None,
+    repeats: int = 1,
+    seed: int = 0,
+    verbose: int = 0,
+    log: Callable[[str], None] | None = None,
+    **overrides,
+) -> ComparisonResult:
+    """Compares a recipe's multi-task model with single-task models of the same architecture and budget.
+
+    Uses the recipe's settings (`DEFAULTS`, then `QUICK` when `quick`, then `epochs` and `overrides`), its
+    `build_model(tasks=...)`, `compile_model` and `load_data(tasks=...)`; every model reloads the data with the same
+    seed, so all see the same examples in the same order. Repeats use seeds `seed, seed + 1, ...` for the models;
+    the data seed stays `seed`.
+
+    Args:
+        recipe: a recipe module or its name (see `kmtl recipes`).
+        quick: bool. Use the recipe's `QUICK` settings (tiny data, one epoch).
+        epochs: int. Epochs of every model (default: the recipe's).
+        repeats: int. Number of seeds.
+        seed: int. First seed.
+        verbose: int. Keras progress-bar verbosity for `fit`.
+        log: callable receiving progress lines, or None.
+        **overrides: other settings, such as `batch_size`, `weighting`, `learning_rate`, `source`.
+
+    Returns:
+        `ComparisonResult` (see `compare_single_task`).
+
+    Example:
+
+    >>> print(compare_recipe("facial-attributes", quick=True).table())  # doctest: +SKIP
+
+    Reference:
+        Maninis, Radosavovic & Kokkinos (2019). Attentive Single-Tasking of Multiple Tasks. CVPR.
+    """
+    from kmtl import recipes as registry
+    from kmtl.runner import recipe_settings
+
+    if isinstance(recipe, str):
+        recipe = registry.get(recipe)
+    settings = recipe_settings(recipe, quick=quick, epochs=epochs, **overrides)
+    data_keys = getattr(recipe, "DATA_SETTINGS", ("num_train", "num_val", "num_test", "image_size", "source"))
+    model_keys = getattr(recipe, "MODEL_SETTINGS", ("image_size",))
+    data_kwargs = {k: settings[k] for k in data_keys if k in settings}
+    loader = _RecipeData(recipe, {"batch_size": settings["batch_size"], "seed": seed, **data_kwargs})
+    model_kwargs = {k: settings[k] for k in model_keys if k in settings}
+    # A recipe whose data carries the model's settings (`model_settings`, e.g. a fitted normaliser and the tasks
+    # its source has) gets them from each model's own load.
+    derived = getattr(loader.load(None, fresh=True), "model_settings", {})
+    tasks = derived.get("tasks") or (recipe.make_tasks() if hasattr(recipe, "make_tasks") else recipe.TASKS)
+
+    def build_fn(subset):
+        splits = loader.load([t.name for t in subset], fresh=True)  # fresh: every model sees the same order
+        kwargs = {**model_kwargs, **getattr(splits, "model_settings", {}), "tasks": subset}
+        return recipe.build_model(**kwargs)
+
+    def compile_fn(model):
+        return recipe.compile_model(model, weighting=settings["weighting"], learning_rate=settings["learning_rate"])
+
+    # The recipe's datasets shuffle themselves; shuffle=False keeps Keras from warning that it cannot.
+    fit_kwargs = {"epochs": settings["epochs"], "verbose": verbose, "shuffle": False}
+    seeds = [seed + r for r in range(_check_positive("repeats", repeats))]
+    splits = [loader.split(i) for i in range(3)]
+    return compare_single_task(
+        build_fn, compile_fn, *splits, list(tasks), fit_kwargs=fit_kwargs, seeds=seeds, log=log
+    )
+
+
+# --- Helpers -----------------------------------------------------------------------------------------------------
+
+
+def _train_and_evaluate(build_fn, compile_fn, splits, subset, seed, fit_kwargs):
+    """Builds, compiles, trains and evaluates one model on `subset`; returns its report and budget."""
+    names = [t.name for t in subset]
+    keras.utils.set_random_seed(seed)
+    model = build_fn(list(subset))
+    compiled = compile_fn(model)
+    model = model if compiled is None else compiled
+    model_names = list(getattr(model, "task_names", []))
+    if not set(names) <= set(model_names):
+        raise ValueError(
+            f"`build_fn` must build a model for the tasks it is given (it may add auxiliary tasks of its own). "
+            f"Asked for {names}, received a model with tasks {model_names or None}."
+        )
+    # Data callables get the tasks asked for; labels are then kept for every task of the model.
+    train, val, test = (_select(split, names, model_names) for split in splits)
+    kwargs = dict(fit_kwargs)
+    if val is not None:
+        kwargs["validation_data"] = val
+    if isinstance(train, tuple):
+        history = model.fit(*train, **kwargs)
+    else:
+        kwargs.setdefault("shuffle", False)  # a dataset shuffles itself; Keras warns that it cannot
+        history = model.fit(train, **kwargs)
+    report = evaluate(model, *test) if isinstance(test, tuple) else evaluate(model, test)
+    return report, {"epochs": len(history.epoch), "steps": int(model.optimizer.iterations.numpy())}
+
+
+def _select(data, requested, names):
+    """The data (or what a callable returns for the `requested` tasks) with labels and per-task sample weights of
+    `names` only."""
+    if data is None:
+        return None
+    if callable(data) and not hasattr(data, "element_spec"):
+        data = data(list(requested))
+    if hasattr(data, "element_spec"):  # tf.data.Dataset
+
+        def keep(inputs, labels, *rest):
+            rest = tuple({n: r[n] for n in names} if isinstance(r, dict) else r for r in rest)
+            return (inputs, {n: labels[n] for n in names}) + rest
+
+        return data.map(keep)
+    if isinstance(data, (tuple, list)) and len(data) in (2, 3) and isinstance(data[1], Mapping):
+        rest = tuple({n: r[n] for n in names} if isinstance(r, Mapping) else r for r in data[2:])
+        return (data[0], {n: data[1][n] for n in names}) + rest
+    raise ValueError(
+        "Invalid data. Expected a tf.data.Dataset of (inputs, {task: labels}), a tuple (x, {task: labels}) or a "
+        f"callable task_names -> one of those. Received: {type(data).__name__}"
+    )
+
+
+class _RecipeData:
+    """A recipe's `(train, val, test)` for a list of task names, loaded when a model is built and reused by its
+    data callables."""
+
+    def __init__(self, recipe, kwargs):
+        self.recipe, self.kwargs = recipe, kwargs
+        self.takes_tasks = "tasks" in inspect.signature(recipe.load_data).parameters
+        self.names, self.splits = None, None
+
+    def load(self, names, fresh):
+        if fresh or self.splits is None or self.names != names:
+            extra = {"tasks": list(names)} if self.takes_tasks and names is not None else {}
+            self.splits, self.names = self.recipe.load_data(**self.kwargs, **extra), names
+        return self.splits
+
+    def split(self, index):
+        return lambda names: self.load(list(names), fresh=False)[index]
+
+
+def _seeds(repeats, seeds):
+    if seeds is None:
+        return list(range(_check_positive("repeats", repeats)))
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("Invalid value for `seeds`. Expected at least one seed. Received: seeds=[]")
+    if repeats not in (1, len(seeds)):
+        raise ValueError(f"`repeats`={repeats} and {len(seeds)} `seeds` disagree. Received: seeds={seeds}")
+    return seeds
+
+
+def _check_positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"Invalid value for `{name}`. Expected a positive int. Received: {name}={value!r}")
+    return value
+
+
+# --- Command line ------------------------------------------------------------------------------------------------
+
+
+def add_compare_parser(commands, positive_int) -> None:
+    """Adds `kmtl compare <recipe> [--epochs N] [--repeats R] [--quick] [--seed S]` to the CLI's subcommands."""
+    from kmtl.recipes import RECIPES
+
+    compare = commands.add_parser("compare", help="compare a recipe's multi-task model with single-task models")
+    compare.add_argument("recipe", choices=sorted(RECIPES), help="recipe name (see `kmtl recipes`)")
+    compare.add_argument("--epochs", type=positive_int, help="training epochs of every model (default: the recipe's)")
+    compare.add_argument("--repeats", type=positive_int, default=1, help="seeds to average over (default: 1)")
+    compare.add_argument("--quick", action="store_true", help="tiny data and one epoch: a smoke run")
+    compare.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")
+
+
+def run_compare_command(args) -> int:
+    """Runs `kmtl compare`: trains the models, prints the comparison table; returns the exit status."""
+    result = compare_recipe(
+        args.recipe, quick=args.quick, epochs=args.epochs, repeats=args.repeats, seed=args.seed, log=print
+    )
+    print()
+    print(result.table())
+    return 0

@@ -1,0 +1,216 @@
+"""Single-task baselines, relative improvement and Δm."""
+
+import sys
+import types
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kmtl
+from kmtl.evaluation.compare import compare_single_task
+from kmtl.evaluation.deltas import (
+    ComparisonResult,
+    TaskComparison,
+    delta_m,
+    lower_is_better,
+    primary_metric,
+    relative_improvement,
+    resolve_primary_metrics,
+)
+
+# === Δm by hand ===
+
+
+def test_delta_m_by_hand_with_mixed_directions():
+    mtl = {"acc": 0.80, "mae": 4.5, "auc": 0.70}
+    single = {"acc": 0.75, "mae": 5.0, "auc": 0.80}
+    lower = {"acc": False, "mae": True, "auc": False}
+    # (+0.05/0.75 + 0.5/5.0 - 0.10/0.80) / 3 = (0.0666... + 0.1 - 0.125) / 3
+    assert delta_m(mtl, single, lower) == pytest.approx((0.05 / 0.75 + 0.1 - 0.125) / 3)
+    assert delta_m(mtl, single, lower, weights={"acc": 2.0, "mae": 1.0, "auc": 1.0}) == pytest.approx(
+        (2 * 0.05 / 0.75 + 0.1 - 0.125) / 4
+    )
+    assert relative_improvement(6.0, 5.0, lower_is_better=True) == pytest.approx(-0.2)
+    assert np.isnan(relative_improvement(1.0, 0.0, lower_is_better=False))
+    assert np.isnan(delta_m({"acc": 0.8}, {"acc": 0.75, "mae": 5.0}, lower))
+
+
+def test_lower_is_better_and_default_primary_metrics():
+    assert lower_is_better("mae") and lower_is_better("val_nme") and lower_is_better("loss")
+    assert not lower_is_better("auroc") and not lower_is_better("accuracy") and not lower_is_better("f1_macro")
+    assert primary_metric(kmtl.Task("a", "binary")) == ("auroc", False)
+    assert primary_metric(kmtl.Task("h", "multiclass", num_classes=3)) == ("accuracy", False)
+    assert primary_metric(kmtl.Task("t", "multilabel", num_labels=2)) == ("auroc_macro", False)
+    assert primary_metric(kmtl.Task("r", "regression")) == ("mae", True)
+    landmarks = kmtl.Task("lm", "regression", units=4, metrics=[kmtl.metrics.NormalizedMeanError()])
+    assert primary_metric(landmarks) == ("nme", True)
+
+
+def test_primary_metric_overrides_are_checked_before_training():
+    tasks = [kmtl.Task("a", "binary"), kmtl.Task("r", "regression")]
+    chosen = resolve_primary_metrics(tasks, {"a": "f1", "r": ("rmse", True)})
+    assert chosen == {"a": ("f1", False), "r": ("rmse", True)}
+    with pytest.raises(ValueError, match=r"primary_metrics\['r'\]='auroc'"):
+        resolve_primary_metrics(tasks, {"r": "auroc"})
+    with pytest.raises(ValueError, match="unknown task"):
+        resolve_primary_metrics(tasks, {"nope": "mae"})
+
+
+def test_negative_transfer_flag_and_delta_m_over_seeds():
+    rows = [
+        TaskComparison("a", "binary", "auroc", False, False, mtl=[0.9, 0.8], single=[0.8, 0.8]),
+        TaskComparison("r", "regression", "mae", True, False, mtl=[5.5, 6.0], single=[5.0, 5.0]),
+        TaskComparison("d", "binary", "auroc", False, True, mtl=[0.6, 0.6]),
+    ]
+    result = ComparisonResult(rows, seeds=[0, 1])
+    # Seed 0: (0.125 - 0.1) / 2 = 0.0125; seed 1: (0 - 0.2) / 2 = -0.1. The auxiliary task is left out.
+    assert result.delta_m_values == pytest.approx([0.0125, -0.1])
+    assert result.delta_m == pytest.approx(-0.04375)
+    assert result.delta_m_std == pytest.approx(np.std([0.0125, -0.1], ddof=1))
+    assert result.negative_transfer == ["r"]
+    assert not result["a"].negative_transfer and result["r"].negative_transfer
+    table = result.table()
+    assert "Negative transfer on: r." in table and "Δm = -4.38%" in table
+    row = next(line for line in table.splitlines() if line.startswith("r "))
+    assert "mae (lower better)" in row and "-15.00%" in row and row.rstrip().endswith("yes")
+    assert result.to_dict()["tasks"]["r"]["relative_change"] == pytest.approx([0.1, 0.2])
+
+
+# === Training on a tiny 2-task model ===
+
+
+def _tasks():
+    return [kmtl.Task("a", "binary"), kmtl.Task("r", "regression"), kmtl.Task("d", "binary", auxiliary=True)]
+
+
+def _build(tasks):
+    x = keras.Input((3,), name="x")
+    h = keras.layers.Dense(4, activation="relu", name="shared")(x)
+    return kmtl.builders.hard_sharing(x, h, tasks)
+
+
+def _compile(model):
+    model.compile(keras.optimizers.Adam(0.01), run_eagerly=True)  # eager: tiny models train faster than tracing
+
+
+def _data(n, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3)).astype("float32")
+    y = {"a": (x[:, 0] > 0).astype("int32"), "r": x[:, 1:2] * 2.0, "d": (x[:, 2] > 0).astype("int32")}
+    y["a"][0] = 0 if y["a"][1] else 1  # both classes present
+    return x, y
+
+
+def test_compare_trains_t_plus_one_models_with_the_same_budget():
+    train, test = _data(24, 0), _data(12, 1)
+    val = tf.data.Dataset.from_tensor_slices(_data(8, 2)).batch(8)
+    lines = []
+    result = compare_single_task(
+        _build, _compile, train, val, test, _tasks(), fit_kwargs={"epochs": 1, "batch_size": 8, "verbose": 0},
+        log=lines.append,
+    )
+    assert [run["model"] for run in result.runs] == ["multi-task", "a", "r"]  # no model for the auxiliary task
+    assert [run["tasks"] for run in result.runs] == [["a", "r", "d"], ["a"], ["r"]]
+    assert {(run["epochs"], run["steps"]) for run in result.runs} == {(1, 3)}
+    assert len(lines) == 3
+    for row in result.rows[:2]:
+        assert len(row.mtl) == len(row.single) == 1 and np.isfinite(row.improvements[0])
+    assert result["d"].single is None
+    assert result.delta_m == pytest.approx(np.mean([result["a"].improvements[0], result["r"].improvements[0]]))
+
+
+def test_single_task_data_from_a_callable_keeps_only_that_tasks_labels():
+    seen = []
+
+    def load(names):
+        seen.append(list(names))
+        x, y = _data(8, 3)
+        return tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+
+    tasks = [kmtl.Task("a", "binary"), kmtl.Task("r", "regression")]
+    result = compare_single_task(_build, _compile, load, None, load, tasks, primary_metrics={"a": "accuracy"})
+    assert seen == [["a", "r"], ["a", "r"], ["a"], ["a"], ["r"], ["r"]]
+    assert result["a"].metric == "accuracy"
+    with pytest.raises(ValueError, match=r"Asked for \['a'\], received a model with tasks \['r'\]"):
+        compare_single_task(lambda tasks: _build(_tasks()[1:2]), _compile, load, None, load, tasks[:1])
+
+
+def test_cli_compare_prints_the_table(tmp_path, monkeypatch, capsys):
+    from kmtl import recipes
+    from kmtl.cli import main
+
+    recipe = types.ModuleType("kmtl.recipes.tiny_compare_recipe")
+    recipe.NAME, recipe.DESCRIPTION = "tiny", "a tiny recipe for the CLI test"
+    recipe.DEFAULTS = {"epochs": 3, "batch_size": 8, "weighting": "equal", "learning_rate": 0.01}
+    recipe.QUICK = {"epochs": 1}
+    recipe.TASKS = _tasks()[:2]
+    recipe.make_tasks = lambda: _tasks()[:2]
+    recipe.build_model = lambda tasks=None: _build(tasks or _tasks()[:2])
+
+    def compile_model(model, weighting, learning_rate):
+        model.compile(keras.optimizers.Adam(learning_rate), weighting=weighting, run_eagerly=True)
+        return model
+
+    def load_data(batch_size=8, seed=0, tasks=None):
+        splits = []
+        for i, n in enumerate((16, 8, 8)):
+            x, y = _data(n, seed + i)
+            y = {k: v for k, v in y.items() if k in (tasks or ["a", "r"])}
+            splits.append(tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size))
+        return tuple(splits)
+
+    recipe.compile_model, recipe.load_data = compile_model, load_data
+    monkeypatch.setitem(sys.modules, recipe.__name__, recipe)
+    monkeypatch.setitem(recipes.RECIPES, "tiny", "tiny_compare_recipe")
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", "tiny", "--quick", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "[seed 3, repeat 1/1] training the multi-task model" in out
+    table = out[out.index("\ntask ") + 1:]
+    assert table.splitlines()[2].split()[:3] == ["a", "binary", "auroc"]
+    assert "Δm =" in table and "seed(s) 3" in table
+    assert list(tmp_path.iterdir()) == []  # compare writes nothing
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["compare", "facial-attributes", "--repeats", "0"], "expected a positive integer, got '0'"),
+        (["compare", "facial-attributes", "--epochs", "x"], "expected a positive integer, got 'x'"),
+        (["compare", "no-such-recipe"], "invalid choice: 'no-such-recipe'"),
+    ],
+)
+def test_cli_compare_bad_arguments(argv, fragment, capsys):
+    from kmtl.cli import main
+
+    with pytest.raises(SystemExit) as raised:
+        main(argv)
+    assert raised.value.code == 2 and fragment in capsys.readouterr().err
+
+
+@pytest.mark.slow  # trains the facial-attributes recipe's 9 models (QUICK settings): about 2 minutes on 2 cores
+def test_compare_recipe_quick_facial_attributes():
+    from kmtl.recipes import facial_attributes as fa
+
+    from kmtl.evaluation.compare import compare_recipe
+
+    result = compare_recipe("facial-attributes", quick=True)
+    assert [r.task for r in result.rows] == [t.name for t in fa.make_tasks()]
+    assert len(result.runs) == 1 + len(fa.make_tasks())
+    assert len({run["steps"] for run in result.runs}) == 1
+    assert np.isfinite(result.delta_m)
+
+
+def test_undefined_scores_make_delta_m_nan_and_are_named():
+    rows = [
+        TaskComparison("a", "binary", "auroc", False, False, mtl=[float("nan")], single=[0.8]),
+        TaskComparison("r", "regression", "mae", True, False, mtl=[4.0], single=[5.0]),
+    ]
+    result = ComparisonResult(rows, seeds=[0])
+    assert np.isnan(result.delta_m) and result.negative_transfer == []
+    table = result.table()
+    assert "Δm = nan" in table and "Undefined for a:" in table
+    row = next(line for line in table.splitlines() if line.startswith("a "))
+    assert row.split()[-4:] == ["nan", "0.8000", "nan", "n/a"]
