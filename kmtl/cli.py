@@ -52,8 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-export", action="store_true", help="train and report only")
     train.add_argument("--quick", action="store_true", help="tiny data and one epoch: a smoke run")
     train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    train.add_argument("--data", dest="source", help="data source, e.g. synthetic (default), celeba:PATH, utkface:PATH")
+    train.add_argument(
+        "--data", dest="source", help="data source: synthetic (default), celeba:PATH, utkface:PATH, mimic3:PATH, pbcseq"
+    )
+    train.add_argument("--model", help="model of a recipe with several (e.g. channelwise, lstm; default: the recipe's)")
     train.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras progress bar (default: 1)")
+    from kmtl.tuning.cli import add_tune_parser
+
+    add_tune_parser(commands, _positive_int)
+    from kmtl.evaluation.compare import add_compare_parser
+
+    add_compare_parser(commands, _positive_int)
     return parser
 
 
@@ -67,6 +76,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in sorted(recipes.RECIPES):
                 print(f"{name:24s} {recipes.get(name).DESCRIPTION}")
             return 0
+        if args.command == "tune":
+            from kmtl.tuning.cli import run_tune_command
+
+            return run_tune_command(args)
+        if args.command == "compare":
+            from kmtl.evaluation.compare import run_compare_command
+
+            return run_compare_command(args)
         from kmtl.runner import train_recipe
 
         train_recipe(
@@ -80,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             weighting=args.weighting,
             learning_rate=args.learning_rate,
             source=args.source,
+            model=args.model,
         )
         return 0
     except (ValueError, FileExistsError, FileNotFoundError) as error:

@@ -51,17 +51,25 @@ def train_recipe(
         seed: int. Seed of Keras, NumPy and TensorFlow randomness and of the data.
         verbose: int. Keras progress-bar verbosity for `fit`.
         log: function receiving the lines to print.
-        **overrides: settings such as `epochs`, `batch_size`, `weighting`, `learning_rate`, `source`.
+        **overrides: settings such as `epochs`, `batch_size`, `weighting`, `learning_rate`, `source`, `model`.
 
     Returns:
         `RecipeRun` with the model, its `History`, the test report and the export path.
     """
     settings = recipe_settings(recipe, quick=quick, **overrides)
     keras.utils.set_random_seed(seed)
-    data_keys = ("num_train", "num_val", "num_test", "image_size", "source")
+    # A recipe names the settings its `load_data` and `build_model` accept (`DATA_SETTINGS`, `MODEL_SETTINGS`).
+    model_keys = getattr(recipe, "MODEL_SETTINGS", ("image_size",))
+    if "model" in settings and "model" not in model_keys:
+        raise ValueError(f"The {recipe.NAME} recipe has one model. Received: model={settings['model']!r}")
+    data_keys = getattr(recipe, "DATA_SETTINGS", ("num_train", "num_val", "num_test", "image_size", "source"))
     data_kwargs = {k: settings[k] for k in data_keys if k in settings}
-    train, val, test = recipe.load_data(batch_size=settings["batch_size"], seed=seed, **data_kwargs)
-    model_kwargs = {k: settings[k] for k in ("image_size",) if k in settings}
+    splits = recipe.load_data(batch_size=settings["batch_size"], seed=seed, **data_kwargs)
+    train, val, test = splits
+    model_kwargs = {k: settings[k] for k in model_keys if k in settings}
+    # What the model must know about the data (e.g. a normaliser fitted on the training split), if the recipe's
+    # `load_data` returns it as a `model_settings` dict beside the three datasets.
+    model_kwargs.update(getattr(splits, "model_settings", {}))
     model = recipe.build_model(**model_kwargs)
     recipe.compile_model(model, weighting=settings["weighting"], learning_rate=settings["learning_rate"])
     # The recipe's datasets shuffle themselves; shuffle=False keeps Keras from warning that it cannot.

@@ -12,6 +12,7 @@ from types import ModuleType
 # CLI name -> module under kmtl.recipes.
 RECIPES = {
     "facial-attributes": "facial_attributes",
+    "clinical-timeseries": "clinical_timeseries",
 }
 
 

@@ -48,6 +48,16 @@ DEFAULTS = {
     "image_size": 40,
 }
 QUICK = {"epochs": 1, "num_train": 128, "num_val": 32, "num_test": 64, "image_size": 24}
+# What `kmtl tune facial-attributes` searches (see `kmtl.tuning.space` for the entry forms); first choices are the
+# defaults. Names are `build_model` arguments, or `compile_model`'s (`learning_rate`, `weighting`).
+SEARCH_SPACE = {
+    "filters": [(16, 32, 48), (32, 64, 96)],
+    "fusion_units": [96, 192],
+    "head_units": [(32,), (64,)],
+    "dropout": {"min": 0.0, "max": 0.3, "step": 0.1, "default": 0.1},
+    "learning_rate": {"min": 5e-4, "max": 5e-3, "sampling": "log", "default": 2e-3},
+    "weighting": ["uncertainty", "equal"],
+}
 
 
 def make_tasks() -> list[kmtl.Task]:
@@ -121,6 +131,20 @@ def compile_model(model: kmtl.MultiTaskModel, weighting="uncertainty", learning_
     """Compiles with Adam and the given weighting; returns the model."""
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), weighting=weighting)
     return model
+
+
+def hypermodel(**kwargs):
+    """A keras-tuner hypermodel over `SEARCH_SPACE` whose `build(hp)` returns the compiled model.
+
+    Args:
+        **kwargs: passed to `kmtl.tuning.RecipeHyperModel` (`settings`, `quick`, `search_space`, `objective`).
+
+    Returns:
+        `kmtl.tuning.RecipeHyperModel`; tune with `objective=hypermodel.objective`.
+    """
+    from kmtl.tuning import RecipeHyperModel
+
+    return RecipeHyperModel(__name__, **kwargs)
 
 
 def load_data(

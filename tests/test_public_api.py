@@ -19,16 +19,17 @@ PUBLIC = {
         "stacked_heads_model",
     ],
     "kmtl.layers": [
-        "CrossStitch", "ExpertGate", "ExpertMixture", "Experts", "FeatureFusion", "GradientReversal", "LabelEmbedding",
-        "LayerMixture", "StackedHeads", "StopGradient", "SubspaceMixing", "TensorFactorizedDense",
+        "ChannelGroups", "CrossStitch", "ExpertGate", "ExpertMixture", "Experts", "FeatureFusion", "GradientReversal",
+        "GroupedLSTM", "LabelEmbedding", "LayerMixture", "SequenceReadout", "StackedHeads", "StopGradient",
+        "SubspaceMixing", "TensorFactorizedDense",
     ],
     "kmtl.regularizers": [
         "GroupLasso", "MeanRegularized", "Penalty", "SoftSharingL2", "TaskCovarianceUpdater", "TaskRelationshipPrior",
         "TraceNorm",
     ],
     "kmtl.weighting": [
-        "DWA", "Equal", "FAMO", "GeometricMean", "GradientWeighting", "IMTLL", "RLW", "STRATEGIES", "Static",
-        "Uncertainty", "Weighting", "get",
+        "CAGrad", "DWA", "Equal", "FAMO", "GeometricMean", "GradDrop", "GradNorm", "GradVac", "GradientWeighting",
+        "IMTLG", "IMTLL", "MGDA", "PCGrad", "RLW", "STRATEGIES", "Static", "Uncertainty", "Weighting", "get",
     ],
     "kmtl.export": ["for_serving", "serving_outputs"],
     "kmtl.data": [

@@ -5,10 +5,12 @@ so `.keras` files that use them load with `safe_mode=True` and no
 `custom_objects`.
 """
 
+from kmtl.layers.channel_groups import ChannelGroups, GroupedLSTM
 from kmtl.layers.cross_stitch import CrossStitch
 from kmtl.layers.feature_fusion import FeatureFusion
 from kmtl.layers.gradient_reversal import GradientReversal
 from kmtl.layers.label_embedding import LabelEmbedding
+from kmtl.layers.sequence_readout import SequenceReadout
 from kmtl.layers.mixture_of_experts import ExpertGate, ExpertMixture, Experts
 from kmtl.layers.sluice import LayerMixture, SubspaceMixing
 from kmtl.layers.stacked_heads import StackedHeads
@@ -16,14 +18,17 @@ from kmtl.layers.stop_gradient import StopGradient
 from kmtl.layers.tensor_factorized import TensorFactorizedDense
 
 __all__ = [
+    "ChannelGroups",
     "CrossStitch",
     "ExpertGate",
     "ExpertMixture",
     "Experts",
     "FeatureFusion",
     "GradientReversal",
+    "GroupedLSTM",
     "LabelEmbedding",
     "LayerMixture",
+    "SequenceReadout",
     "StackedHeads",
     "StopGradient",
     "SubspaceMixing",
