@@ -11,15 +11,26 @@ from typing import Any
 import keras
 
 from kmtl.weighting import dynamic as _dynamic
+from kmtl.weighting import gradient_level as _gradient_level
 from kmtl.weighting.base import GradientWeighting, Weighting
 from kmtl.weighting.dynamic import DWA, IMTLL, RLW, GeometricMean
 from kmtl.weighting.famo import FAMO
+from kmtl.weighting.gradient_level import IMTLG, CAGrad, GradDrop, PCGrad
+from kmtl.weighting.gradient_stateful import GradNorm, GradVac
 from kmtl.weighting.loss_level import Equal, Static, Uncertainty
+from kmtl.weighting.min_norm import MGDA
 
 __all__ = [
+    "CAGrad",
     "DWA",
     "FAMO",
+    "GradDrop",
+    "GradNorm",
+    "GradVac",
+    "IMTLG",
     "IMTLL",
+    "MGDA",
+    "PCGrad",
     "RLW",
     "STRATEGIES",
     "Equal",
@@ -37,6 +48,7 @@ STRATEGIES = {
     "static": Static,
     "uncertainty": Uncertainty,
     **_dynamic.NAMES,
+    **_gradient_level.NAMES,
 }
 
 

@@ -1,0 +1,119 @@
+"""Step time of every task-weighting strategy relative to equal weighting, measured side by side in one run.
+
+The model is a hard-sharing MLP (input 256, shared 512-512-512 ReLU, heads 512-128-1 per task), batch 256, Adam,
+two CPU threads, at T = 2, 4 and 8 tasks. Each strategy's step time is the median over rounds of the mean step
+time of `steps` training steps; rounds interleave the strategies, so a slow spell on a shared machine slows them
+all alike and the ratios stay fair. Gradient-level strategies are also timed with `rep_grad=True` and, at the
+smallest T, with the vectorised `gradient_method="jacobian"`.
+
+    python benchmarks/weighting_speed.py                  # the table in the closing note
+    python benchmarks/weighting_speed.py --tasks 4 --rounds 3 --steps 10 --only pcgrad mgda
+
+Targets at T = 4: loss-level <= 1.05x; PCGrad, MGDA, CAGrad, IMTL-G, GradVac, UPGrad, GradNorm <= 2.0x;
+Nash-MTL <= 2.5x; with rep-grad <= 1.3x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+tf.config.threading.set_intra_op_parallelism_threads(2)
+tf.config.threading.set_inter_op_parallelism_threads(2)
+
+import keras  # noqa: E402
+
+import kmtl  # noqa: E402
+from kmtl.weighting import STRATEGIES, GradientWeighting  # noqa: E402
+
+BATCH = 256
+
+
+def build(num_tasks: int, weighting, gradient_method: str = "loop"):
+    keras.utils.set_random_seed(0)
+    tasks = [kmtl.Task(f"t{i}", "regression") for i in range(num_tasks)]
+    x = keras.Input((256,), name="x")
+    h = x
+    for i in range(3):
+        h = keras.layers.Dense(512, activation="relu", name=f"shared{i}")(h)
+    model = kmtl.builders.hard_sharing(x, h, tasks, head_units=(512, 128))
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), weighting=weighting, gradient_method=gradient_method)
+    return model
+
+
+def dataset(num_tasks: int):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(BATCH * 4, 256)).astype("float32")
+    y = {f"t{i}": rng.normal(size=(BATCH * 4, 1)).astype("float32") for i in range(num_tasks)}
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH, drop_remainder=True).cache().repeat()
+
+
+def variants(num_tasks: int, only, jacobian: bool):
+    """(label, weighting factory, gradient_method) for every strategy to time."""
+    out = []
+    for name, factory in STRATEGIES.items():
+        if only and name not in only and name != "equal":
+            continue
+        out.append((name, factory, "loop"))
+        if isinstance(factory, type) and issubclass(factory, GradientWeighting):
+            if factory.supports_rep_grad:
+                out.append((f"{name} rep-grad", lambda f=factory: f(rep_grad=True), "loop"))
+            if jacobian:
+                out.append((f"{name} jacobian", factory, "jacobian"))
+    return out
+
+
+def time_steps(model, data, steps: int) -> float:
+    start = time.perf_counter()
+    model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+    return (time.perf_counter() - start) / steps
+
+
+def run(num_tasks: int, rounds: int, steps: int, only, jacobian: bool):
+    data = dataset(num_tasks)
+    entries = []
+    for label, factory, method in variants(num_tasks, only, jacobian):
+        model = build(num_tasks, factory(), method)
+        model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)  # trace and compile
+        entries.append((label, model, data, []))
+    for _ in range(rounds):
+        for label, model, data, times in entries:
+            times.append(time_steps(model, data, steps))
+    medians = {label: statistics.median(times) for label, _, _, times in entries}
+    return medians
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, nargs="+", default=[2, 4, 8])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--only", nargs="*", default=None, help="strategy names to time (equal always is)")
+    parser.add_argument("--no-jacobian", action="store_true", help="skip the jacobian variants")
+    args = parser.parse_args(argv)
+    results = {}
+    for num_tasks in args.tasks:
+        print(f"T = {num_tasks} ...", flush=True)
+        results[num_tasks] = run(num_tasks, args.rounds, args.steps, args.only, not args.no_jacobian)
+    labels = list(results[args.tasks[0]])
+    header = "| strategy | " + " | ".join(f"T={t}" for t in args.tasks) + " |"
+    print("\nStep time / equal weighting's (median of rounds; equal's own step time in ms on the first row)\n")
+    print(header)
+    print("|" + "---|" * (len(args.tasks) + 1))
+    print("| equal (ms/step) | " + " | ".join(f"{results[t]['equal'] * 1e3:.1f}" for t in args.tasks) + " |")
+    for label in labels:
+        if label == "equal":
+            continue
+        cells = [f"{results[t][label] / results[t]['equal']:.2f}x" if label in results[t] else "-" for t in args.tasks]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
