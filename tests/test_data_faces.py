@@ -34,7 +34,8 @@ def _luminance(images, xs, ys):
 
 
 def test_public_names():
-    assert sorted(kmtl.data.__all__) == [
+    # The whole of kmtl.data is pinned in test_public_api.py; these are the face names.
+    assert {
         "ETHNICITIES",
         "FACE_TASK_NAMES",
         "HAIR_COLOURS",
@@ -46,7 +47,7 @@ def test_public_names():
         "load_utkface",
         "parse_utkface_name",
         "utkface_dataset",
-    ]
+    } <= set(kmtl.data.__all__)
     assert FACE_TASK_NAMES == tuple(SHAPES)
     assert kmtl.data.HAIR_COLOURS == ("black", "blond", "brown", "gray")
     assert kmtl.data.ETHNICITIES == ("white", "black", "asian", "indian", "other")

@@ -28,8 +28,9 @@ PUBLIC = {
         "TraceNorm",
     ],
     "kmtl.weighting": [
-        "CAGrad", "DWA", "Equal", "FAMO", "GeometricMean", "GradDrop", "GradNorm", "GradVac", "GradientWeighting",
-        "IMTLG", "IMTLL", "MGDA", "PCGrad", "RLW", "STRATEGIES", "Static", "Uncertainty", "Weighting", "get",
+        "AlignedMTL", "CAGrad", "ConFIG", "DWA", "DualProj", "Equal", "FAMO", "GeometricMean", "GradDrop", "GradNorm",
+        "GradVac", "GradientWeighting", "IMTLG", "IMTLL", "MGDA", "NashMTL", "PCGrad", "RLW", "STRATEGIES", "Static",
+        "UPGrad", "Uncertainty", "Weighting", "get",
     ],
     "kmtl.export": ["for_serving", "serving_outputs"],
     "kmtl.data": [

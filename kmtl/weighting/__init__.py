@@ -10,19 +10,28 @@ from typing import Any
 
 import keras
 
+from kmtl.weighting import aligned as _aligned
+from kmtl.weighting import conic as _conic
 from kmtl.weighting import dynamic as _dynamic
 from kmtl.weighting import gradient_level as _gradient_level
+from kmtl.weighting import nash_mtl as _nash_mtl
+from kmtl.weighting.aligned import AlignedMTL, ConFIG
 from kmtl.weighting.base import GradientWeighting, Weighting
+from kmtl.weighting.conic import DualProj, UPGrad
 from kmtl.weighting.dynamic import DWA, IMTLL, RLW, GeometricMean
 from kmtl.weighting.famo import FAMO
 from kmtl.weighting.gradient_level import IMTLG, CAGrad, GradDrop, PCGrad
 from kmtl.weighting.gradient_stateful import GradNorm, GradVac
 from kmtl.weighting.loss_level import Equal, Static, Uncertainty
 from kmtl.weighting.min_norm import MGDA
+from kmtl.weighting.nash_mtl import NashMTL
 
 __all__ = [
+    "AlignedMTL",
     "CAGrad",
+    "ConFIG",
     "DWA",
+    "DualProj",
     "FAMO",
     "GradDrop",
     "GradNorm",
@@ -30,6 +39,7 @@ __all__ = [
     "IMTLG",
     "IMTLL",
     "MGDA",
+    "NashMTL",
     "PCGrad",
     "RLW",
     "STRATEGIES",
@@ -37,6 +47,7 @@ __all__ = [
     "GeometricMean",
     "GradientWeighting",
     "Static",
+    "UPGrad",
     "Uncertainty",
     "Weighting",
     "get",
@@ -49,6 +60,9 @@ STRATEGIES = {
     "uncertainty": Uncertainty,
     **_dynamic.NAMES,
     **_gradient_level.NAMES,
+    **_nash_mtl.NAMES,
+    **_conic.NAMES,
+    **_aligned.NAMES,
 }
 
 
