@@ -55,17 +55,21 @@ def dataset(num_tasks: int):
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH, drop_remainder=True).cache().repeat()
 
 
-def variants(num_tasks: int, only, jacobian: bool):
-    """(label, weighting factory, gradient_method) for every strategy to time."""
+def variants(num_tasks: int, only, rep_grad_at, jacobian_for):
+    """(label, weighting factory, gradient_method) for every strategy to time.
+
+    Rep-grad variants are timed for every gradient-level strategy at T in `rep_grad_at` (and for MGDA at every T);
+    the jacobian variant for the strategies in `jacobian_for`, at every T.
+    """
     out = []
     for name, factory in STRATEGIES.items():
         if only and name not in only and name != "equal":
             continue
         out.append((name, factory, "loop"))
         if isinstance(factory, type) and issubclass(factory, GradientWeighting):
-            if factory.supports_rep_grad:
+            if factory.supports_rep_grad and (num_tasks in rep_grad_at or name == "mgda"):
                 out.append((f"{name} rep-grad", lambda f=factory: f(rep_grad=True), "loop"))
-            if jacobian:
+            if name in jacobian_for:
                 out.append((f"{name} jacobian", factory, "jacobian"))
     return out
 
@@ -76,10 +80,10 @@ def time_steps(model, data, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def run(num_tasks: int, rounds: int, steps: int, only, jacobian: bool):
+def run(num_tasks: int, rounds: int, steps: int, only, rep_grad_at, jacobian_for):
     data = dataset(num_tasks)
     entries = []
-    for label, factory, method in variants(num_tasks, only, jacobian):
+    for label, factory, method in variants(num_tasks, only, rep_grad_at, jacobian_for):
         model = build(num_tasks, factory(), method)
         model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)  # trace and compile
         entries.append((label, model, data, []))
@@ -96,13 +100,16 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--only", nargs="*", default=None, help="strategy names to time (equal always is)")
-    parser.add_argument("--no-jacobian", action="store_true", help="skip the jacobian variants")
+    parser.add_argument("--rep-grad-at", type=int, nargs="*", default=[4], help="T values with rep-grad variants")
+    parser.add_argument("--jacobian-for", nargs="*", default=["mgda", "pcgrad"], help="strategies timed with jacobian")
     args = parser.parse_args(argv)
     results = {}
     for num_tasks in args.tasks:
         print(f"T = {num_tasks} ...", flush=True)
-        results[num_tasks] = run(num_tasks, args.rounds, args.steps, args.only, not args.no_jacobian)
-    labels = list(results[args.tasks[0]])
+        results[num_tasks] = run(num_tasks, args.rounds, args.steps, args.only, args.rep_grad_at, args.jacobian_for)
+    labels = []
+    for per_t in results.values():
+        labels += [label for label in per_t if label not in labels]
     header = "| strategy | " + " | ".join(f"T={t}" for t in args.tasks) + " |"
     print("\nStep time / equal weighting's (median of rounds; equal's own step time in ms on the first row)\n")
     print(header)

@@ -11,13 +11,15 @@ from kmtl import weighting as weighting_lib
 from kmtl.losses import label_entries, masked_loss, resolve_loss
 from kmtl.metrics import resolve_metrics
 from kmtl.tasks import Task, validate_task_list
+from kmtl.training.distribute import MultiWorkerSupport
 from kmtl.training.multi_optimizer import MultiOptimizer, with_learning_rate
+from kmtl.training.nan_guard import TaskNaNGuard
 from kmtl.training.task_step import GRADIENT_METHODS, gradient_level_train_step, replica_context
 from kmtl.validation import check_fit_data
 
 
 @keras.saving.register_keras_serializable(package="kmtl")
-class MultiTaskModel(keras.Model):
+class MultiTaskModel(MultiWorkerSupport, keras.Model):
     """A Functional model whose outputs are a dict of task predictions, one per `Task`.
 
     `compile` derives losses and metrics from the tasks, masks missing labels, logs `<task>_loss` and
@@ -304,13 +306,25 @@ class MultiTaskModel(keras.Model):
     # === Data checks before training ===
 
     def fit(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.fit`, after checking the data against the tasks.
+
+        Also adds two callbacks: one that calls the weighting strategy's `on_epoch_end` (for per-epoch strategies
+        such as DWA), and a `kmtl.training.TaskNaNGuard` that stops training at the first batch whose loss is not
+        finite and names the task (unless `callbacks` already holds a guard, or `nan_guard=False` is passed).
+        """
+        nan_guard = kwargs.pop("nan_guard", True)
         check_fit_data(self, x, y, kwargs.get("validation_data"))
+        positional = len(args) > 3  # callbacks given positionally (batch_size, epochs, verbose, callbacks, ...)
+        callbacks = list((args[3] if positional else kwargs.get("callbacks")) or [])
         strategy = getattr(self, "weighting", None)
         if strategy is not None and type(strategy).on_epoch_end is not weighting_lib.Weighting.on_epoch_end:
-            if len(args) > 3:  # callbacks given positionally (batch_size, epochs, verbose, callbacks, ...)
-                args = (*args[:3], list(args[3] or []) + [_StrategyEpochEnd(strategy)], *args[4:])
-            else:
-                kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [_StrategyEpochEnd(strategy)]
+            callbacks.append(_StrategyEpochEnd(strategy))
+        if nan_guard and not any(isinstance(c, TaskNaNGuard) for c in callbacks):
+            callbacks.append(TaskNaNGuard())
+        if positional:
+            args = (*args[:3], callbacks, *args[4:])
+        else:
+            kwargs["callbacks"] = callbacks
         return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):

@@ -41,8 +41,8 @@ PUBLIC = {
     ],
     "kmtl.preprocessing": ["Discretizer", "Normalizer", "VARIABLES"],
     "kmtl.training": [
-        "ExpertUtilizationLogger", "GradientConflictMonitor", "GradientReversalSchedule", "MultiOptimizer",
-        "expert_utilization", "grl_schedule",
+        "BackupAndResume", "ExpertUtilizationLogger", "GradientConflictMonitor", "GradientReversalSchedule",
+        "MultiOptimizer", "TaskNaNGuard", "distribute", "expert_utilization", "grl_schedule",
     ],
     "kmtl.evaluation": [
         "ComparisonResult", "ConfusionMatrix", "CrossValidationResult", "EvaluationReport", "MultiTaskCheckpoint",

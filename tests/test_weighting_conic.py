@@ -9,8 +9,9 @@ import pytest
 import tensorflow as tf
 from keras import ops
 from scipy.optimize import nnls
+from weighting_testing import make_data
+from weighting_testing import make_model as tiny_model
 
-import kmtl
 from kmtl import Task
 from kmtl.weighting import aligned, conic, nash_mtl
 from kmtl.weighting.aligned import AlignedMTL, ConFIG, aligned_weights
@@ -408,24 +409,7 @@ def test_bad_arguments(make, match):
 
 
 def make_model(weighting, lr=0.1, **compile_kwargs):
-    keras.utils.set_random_seed(0)
-    tasks = [Task("a", "binary"), Task("b", "regression", units=2), Task("c", "multiclass", num_classes=3)]
-    x = keras.Input((4,), name="x")
-    h = keras.layers.Dense(5, activation="tanh", name="trunk")(x)
-    model = kmtl.builders.hard_sharing(x, h, tasks, head_units=(3,))
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr), weighting=weighting, **compile_kwargs)
-    return model
-
-
-def make_data(n=16, seed=1):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 4)).astype("float32")
-    y = {
-        "a": rng.integers(0, 2, n).astype("int32"),
-        "b": rng.normal(size=(n, 2)).astype("float32"),
-        "c": rng.integers(0, 3, n).astype("int32"),
-    }
-    return x, y
+    return tiny_model(weighting, optimizer=keras.optimizers.SGD(learning_rate=lr), **compile_kwargs)
 
 
 MODEL_STRATEGIES = [NashMTL, UPGrad, DualProj, AlignedMTL, ConFIG]

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from keras import ops
+from weighting_testing import make_data
+from weighting_testing import make_model as tiny_model
 
-import kmtl
 from kmtl import Task
 from kmtl.weighting.dynamic import DWA, IMTLL, NAMES, RLW, GeometricMean
 from kmtl.weighting.famo import FAMO
@@ -374,24 +375,7 @@ def test_names():
 
 
 def make_model(weighting, seed=0, **compile_kwargs):
-    keras.utils.set_random_seed(seed)
-    tasks = [Task("a", "binary"), Task("b", "regression", units=2), Task("c", "multiclass", num_classes=3)]
-    x = keras.Input((4,), name="x")
-    h = keras.layers.Dense(5, activation="tanh", name="trunk")(x)
-    model = kmtl.builders.hard_sharing(x, h, tasks, head_units=(3,))
-    model.compile(optimizer=keras.optimizers.Adam(0.05), weighting=weighting, **compile_kwargs)
-    return model
-
-
-def make_data(n=16, seed=1):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 4)).astype("float32")
-    y = {
-        "a": rng.integers(0, 2, n).astype("int32"),
-        "b": rng.normal(size=(n, 2)).astype("float32"),
-        "c": rng.integers(0, 3, n).astype("int32"),
-    }
-    return x, y
+    return tiny_model(weighting, optimizer=keras.optimizers.Adam(0.05), seed=seed, **compile_kwargs)
 
 
 class EpochEnd(keras.callbacks.Callback):

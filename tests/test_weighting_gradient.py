@@ -8,10 +8,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from keras import ops
+from weighting_testing import make_data
+from weighting_testing import make_model as tiny_model
 
-import kmtl
 from kmtl import Task
-from kmtl.weighting.gradient_level import IMTLG, NAMES, CAGrad, GradDrop, PCGrad, pcgrad_coefficients
+from kmtl.weighting.gradient_level import (
+    IMTLG,
+    NAMES,
+    CAGrad,
+    GradDrop,
+    PCGrad,
+    pcgrad_coefficients,
+)
 from kmtl.weighting.gradient_stateful import GradNorm, GradVac
 from kmtl.weighting.min_norm import MGDA, mgda_ub, task_orders
 
@@ -482,24 +490,7 @@ def test_invalid_arguments(make, match):
 
 
 def make_model(weighting, seed=0):
-    keras.utils.set_random_seed(seed)
-    tasks = [Task("a", "binary"), Task("b", "regression", units=2), Task("c", "multiclass", num_classes=3)]
-    x = keras.Input((4,), name="x")
-    h = keras.layers.Dense(5, activation="tanh", name="trunk")(x)
-    model = kmtl.builders.hard_sharing(x, h, tasks)
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), weighting=weighting)
-    return model
-
-
-def make_data(n=16, seed=1):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 4)).astype("float32")
-    y = {
-        "a": rng.integers(0, 2, n).astype("int32"),
-        "b": rng.normal(size=(n, 2)).astype("float32"),
-        "c": rng.integers(0, 3, n).astype("int32"),
-    }
-    return x, y
+    return tiny_model(weighting, head_units=(), seed=seed)
 
 
 @pytest.mark.parametrize(
