@@ -14,7 +14,11 @@ from kmtl.tasks import Task, validate_task_list
 from kmtl.training.distribute import MultiWorkerSupport
 from kmtl.training.multi_optimizer import MultiOptimizer, with_learning_rate
 from kmtl.training.nan_guard import TaskNaNGuard
-from kmtl.training.task_step import GRADIENT_METHODS, gradient_level_train_step, replica_context
+from kmtl.training.task_step import (
+    GRADIENT_METHODS,
+    gradient_level_train_step,
+    replica_context,
+)
 from kmtl.validation import check_fit_data
 
 

@@ -6,12 +6,12 @@ import numbers
 from typing import Mapping, Sequence
 
 import tensorflow as tf
+from kmtl.recipes._clinical_models import PER_STEP_SUFFIX
 
 import kmtl
 from kmtl.data.mimic3 import LOS_BUCKETS, PHENOTYPES
 from kmtl.data.sequences import SequenceData, to_dataset
 from kmtl.preprocessing import Discretizer, Normalizer
-from kmtl.recipes._clinical_models import PER_STEP_SUFFIX
 
 ICU_FEATURES = 76
 # In-hospital mortality is predicted from the first 48 hours: read at step 47 of hourly steps.

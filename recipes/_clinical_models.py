@@ -16,7 +16,6 @@ from typing import Mapping, Sequence
 
 import keras
 import numpy as np
-from keras import ops
 
 import kmtl
 from kmtl.layers import ChannelGroups, GroupedLSTM, SequenceReadout

@@ -34,8 +34,6 @@ import numbers
 from typing import Mapping, Sequence
 
 import keras
-
-import kmtl
 from kmtl.recipes import _clinical_data as data_lib
 from kmtl.recipes import _clinical_models as nets
 from kmtl.recipes._clinical_data import (
@@ -47,6 +45,8 @@ from kmtl.recipes._clinical_data import (
     make_tasks,
 )
 from kmtl.recipes._clinical_metrics import benchmark_metrics
+
+import kmtl
 
 NAME = "clinical-timeseries"
 DESCRIPTION = "Channel-wise or plain LSTM for the MIMIC-III benchmark's 4 ICU tasks (or PBC follow-ups), per hour."

@@ -4,9 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kmtl.data import FACE_TASK_NAMES
-from kmtl.data import celeba_dataset
-from kmtl.data import load_celeba
+from kmtl.data import FACE_TASK_NAMES, celeba_dataset, load_celeba
 
 # CelebA's 40 attribute names, in the order of list_attr_celeba.txt.
 ATTRIBUTES = (

@@ -2,9 +2,7 @@ import numpy as np
 import pytest
 
 import kmtl.data
-from kmtl.data import FACE_TASK_NAMES
-from kmtl.data import faces_dataset
-from kmtl.data import generate_faces
+from kmtl.data import FACE_TASK_NAMES, faces_dataset, generate_faces
 
 SHAPES = {
     "smiling": (),

@@ -2,14 +2,10 @@ import keras
 import numpy as np
 import pytest
 
-from kmtl.data.icu import generate_icu_stays
-from kmtl.data.icu import simulate_icu_events
-from kmtl.data.mimic3 import LABEL_NAMES
-from kmtl.data.mimic3 import los_bucket
-from kmtl.data.sequences import SequenceData
-from kmtl.data.sequences import to_dataset
-from kmtl.preprocessing.discretizer import CATEGORIES
-from kmtl.preprocessing.discretizer import Discretizer
+from kmtl.data.icu import generate_icu_stays, simulate_icu_events
+from kmtl.data.mimic3 import LABEL_NAMES, los_bucket
+from kmtl.data.sequences import SequenceData, to_dataset
+from kmtl.preprocessing.discretizer import CATEGORIES, Discretizer
 
 
 def _toy():

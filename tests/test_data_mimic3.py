@@ -1,14 +1,9 @@
 import numpy as np
 import pytest
 
-from kmtl.data.icu import generate_icu_stays
-from kmtl.data.icu import simulate_icu_events
-from kmtl.data.mimic3 import LABEL_NAMES
-from kmtl.data.mimic3 import PHENOTYPES
-from kmtl.data.mimic3 import load_mimic3
-from kmtl.data.mimic3 import los_bucket
-from kmtl.preprocessing.discretizer import VARIABLES
-from kmtl.preprocessing.discretizer import Discretizer
+from kmtl.data.icu import generate_icu_stays, simulate_icu_events
+from kmtl.data.mimic3 import LABEL_NAMES, PHENOTYPES, load_mimic3, los_bucket
+from kmtl.preprocessing.discretizer import VARIABLES, Discretizer
 
 HEADER = ["Hours", *VARIABLES]
 MULTITASK_HEADER = (

@@ -2,10 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kmtl.data import FACE_TASK_NAMES
-from kmtl.data import load_utkface
-from kmtl.data import parse_utkface_name
-from kmtl.data import utkface_dataset
+from kmtl.data import FACE_TASK_NAMES, load_utkface, parse_utkface_name, utkface_dataset
 
 # file name -> colour; sorted by name: 26_..., 3_..., 45_..., 80_... (61_1_... is malformed: no race field).
 FILES = {

@@ -2,9 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from kmtl.preprocessing.discretizer import CATEGORIES
-from kmtl.preprocessing.discretizer import VARIABLES
-from kmtl.preprocessing.discretizer import Discretizer
+from kmtl.preprocessing.discretizer import CATEGORIES, VARIABLES, Discretizer
 from kmtl.preprocessing.normalizer import Normalizer
 
 HEADER = ["Hours", *VARIABLES]

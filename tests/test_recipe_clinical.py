@@ -4,16 +4,16 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from kmtl.recipes import clinical_timeseries as ct
+from kmtl.recipes._clinical_data import replicated_labels
+from kmtl.recipes._clinical_metrics import LOS_BUCKET_MEAN_HOURS
 from layer_testing import fit_and_round_trip
 from sklearn import metrics as skm
 
 import kmtl
 import kmtl.export
-from kmtl.layers.channel_groups import ChannelGroups, GroupedLSTM
-from kmtl.recipes import clinical_timeseries as ct
-from kmtl.recipes._clinical_data import replicated_labels
-from kmtl.recipes._clinical_metrics import LOS_BUCKET_MEAN_HOURS
 from kmtl.layers import SequenceReadout
+from kmtl.layers.channel_groups import ChannelGroups, GroupedLSTM
 
 TINY = {"channel_units": 2, "shared_units": 4, "units": 4, "dropout": 0.1}
 

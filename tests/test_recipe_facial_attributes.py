@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
+from kmtl.recipes import facial_attributes as fa
 
 import kmtl
-from kmtl.recipes import facial_attributes as fa
 
 SIZE = 24
 

@@ -6,7 +6,11 @@ import pytest
 from sklearn.model_selection import KFold
 
 import kmtl
-from kmtl.evaluation.resampling import CrossValidationResult, cross_validate, make_splitter
+from kmtl.evaluation.resampling import (
+    CrossValidationResult,
+    cross_validate,
+    make_splitter,
+)
 
 
 def _build():

@@ -316,6 +316,7 @@ def test_recipe_hypermodel_reads_search_space_and_routes_names():
 
 def test_recipe_without_search_space_tunes_learning_rate_and_weighting(monkeypatch):
     from kmtl.recipes import facial_attributes as fa
+
     from kmtl.tuning.recipe_hypermodel import default_search_space
 
     monkeypatch.delattr(fa, "SEARCH_SPACE")

@@ -7,29 +7,15 @@ batches `({"features", "mask"}, {task: label})` by `to_dataset`. A label a sourc
 or `NaN` (regression).
 """
 
-from kmtl.data._common import ETHNICITIES
-from kmtl.data._common import FACE_TASK_NAMES
-from kmtl.data._common import HAIR_COLOURS
-from kmtl.data._common import LANDMARK_NAMES
-from kmtl.data.celeba import celeba_dataset
-from kmtl.data.celeba import load_celeba
-from kmtl.data.faces import faces_dataset
-from kmtl.data.faces import generate_faces
-from kmtl.data.icu import generate_icu_stays
-from kmtl.data.icu import simulate_icu_events
+from kmtl.data._common import ETHNICITIES, FACE_TASK_NAMES, HAIR_COLOURS, LANDMARK_NAMES
+from kmtl.data.celeba import celeba_dataset, load_celeba
+from kmtl.data.faces import faces_dataset, generate_faces
+from kmtl.data.icu import generate_icu_stays, simulate_icu_events
 from kmtl.data.mimic3 import LABEL_NAMES as ICU_LABEL_NAMES
-from kmtl.data.mimic3 import LOS_BUCKETS
-from kmtl.data.mimic3 import PHENOTYPES
-from kmtl.data.mimic3 import load_mimic3
-from kmtl.data.mimic3 import los_bucket
-from kmtl.data.pbcseq import PBCSEQ_FEATURES
-from kmtl.data.pbcseq import PBCSEQ_LABELS
-from kmtl.data.pbcseq import load_pbcseq
-from kmtl.data.sequences import SequenceData
-from kmtl.data.sequences import to_dataset
-from kmtl.data.utkface import load_utkface
-from kmtl.data.utkface import parse_utkface_name
-from kmtl.data.utkface import utkface_dataset
+from kmtl.data.mimic3 import LOS_BUCKETS, PHENOTYPES, load_mimic3, los_bucket
+from kmtl.data.pbcseq import PBCSEQ_FEATURES, PBCSEQ_LABELS, load_pbcseq
+from kmtl.data.sequences import SequenceData, to_dataset
+from kmtl.data.utkface import load_utkface, parse_utkface_name, utkface_dataset
 
 __all__ = [
     "ETHNICITIES",

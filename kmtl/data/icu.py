@@ -23,9 +23,7 @@ Reference:
 import numpy as np
 
 from kmtl.data import mimic3
-from kmtl.data.mimic3 import LOS_BUCKETS
-from kmtl.data.mimic3 import PHENOTYPES
-from kmtl.data.mimic3 import VARIABLES
+from kmtl.data.mimic3 import LOS_BUCKETS, PHENOTYPES, VARIABLES
 from kmtl.preprocessing.discretizer import Discretizer
 
 __all__ = ["LOS_BUCKETS", "PHENOTYPES", "VARIABLES", "generate_icu_stays", "simulate_icu_events"]

@@ -28,8 +28,7 @@ import os
 import numpy as np
 
 from kmtl.data.sequences import SequenceData
-from kmtl.preprocessing.discretizer import VARIABLES
-from kmtl.preprocessing.discretizer import Discretizer
+from kmtl.preprocessing.discretizer import VARIABLES, Discretizer
 
 PHENOTYPES = (
     "Acute and unspecified renal failure",

@@ -7,7 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from kmtl.evaluation.scores import CLASSIFICATION_KINDS, ConfusionMatrix, TaskScorer, geometric_mean
+from kmtl.evaluation.scores import (
+    CLASSIFICATION_KINDS,
+    ConfusionMatrix,
+    TaskScorer,
+    geometric_mean,
+)
 
 # Keras metrics that `evaluate` replaces with exact values from scikit-learn (Keras's AUC is a 200-threshold
 # approximation of the AUROC that the report computes exactly).

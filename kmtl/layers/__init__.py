@@ -10,8 +10,8 @@ from kmtl.layers.cross_stitch import CrossStitch
 from kmtl.layers.feature_fusion import FeatureFusion
 from kmtl.layers.gradient_reversal import GradientReversal
 from kmtl.layers.label_embedding import LabelEmbedding
-from kmtl.layers.sequence_readout import SequenceReadout
 from kmtl.layers.mixture_of_experts import ExpertGate, ExpertMixture, Experts
+from kmtl.layers.sequence_readout import SequenceReadout
 from kmtl.layers.sluice import LayerMixture, SubspaceMixing
 from kmtl.layers.stacked_heads import StackedHeads
 from kmtl.layers.stop_gradient import StopGradient

@@ -7,7 +7,12 @@ import keras
 from keras import ops
 
 from kmtl.weighting.base import GradientWeighting
-from kmtl.weighting.min_norm import SavesRandomState, combine_rows, gram_matrix, task_orders
+from kmtl.weighting.min_norm import (
+    SavesRandomState,
+    combine_rows,
+    gram_matrix,
+    task_orders,
+)
 
 _TINY = 1e-30
 
