@@ -138,10 +138,7 @@ def test_regression_and_landmark_scores_by_hand():
 
 
 def test_per_step_labels_are_flattened_to_present_steps():
-    try:
-        task = kmtl.Task("t", "binary", per_step=True)
-    except TypeError:
-        pytest.skip("Task(per_step=...) is not available")
+    task = kmtl.Task("t", "binary", per_step=True)
     labels = np.array([[1, 0, -1, -1], [0, 1, 1, -1]])  # padded steps marked -1
     predictions = np.array([[0.8, 0.6, 0.9, 0.9], [0.1, 0.7, 0.2, 0.0]])[..., None]
     scores = _scores(task, labels, predictions).scores()
@@ -270,11 +267,10 @@ def test_evaluate_per_step_tasks_on_batches_of_different_lengths():
 
     from kmtl.heads import task_head
 
-    try:
-        tasks = [kmtl.Task("alarm", "binary", per_step=True), kmtl.Task("stage", "multiclass", num_classes=3,
-                                                                           per_step=True)]
-    except TypeError:
-        pytest.skip("Task(per_step=...) is not available")
+    tasks = [
+        kmtl.Task("alarm", "binary", per_step=True),
+        kmtl.Task("stage", "multiclass", num_classes=3, per_step=True),
+    ]
     keras.utils.set_random_seed(0)
     inputs = keras.Input((None, 4), name="series")
     features = keras.layers.Dense(6, activation="relu", name="trunk")(inputs)

@@ -137,12 +137,6 @@ class BuilderHyperModel(MultiTaskHyperModel):
         self.trunk = trunk
         self.weightings = _check_weightings(weightings)
         self.task_learning_rates = bool(task_learning_rates)
-        if self.task_learning_rates and not supports_task_learning_rates():
-            # TODO(lead): remove once `MultiTaskModel.compile(task_learning_rates={task: lr})` lands.
-            raise NotImplementedError(
-                "`task_learning_rates=True` needs `MultiTaskModel.compile(task_learning_rates={task: lr})`, which "
-                "this version of kmtl does not have yet."
-            )
         self.space = self._default_space()
         self._apply_overrides(check_space(search_space or {}))
         self.builder_kwargs = dict(builder_kwargs or {})
