@@ -197,7 +197,8 @@ def test_keep_the_backup_of_a_finished_run(tmp_path):
     metadata = json.loads((tmp_path / "backup" / METADATA).read_text())
     assert (metadata["epoch"], metadata["batch"], metadata["step"]) == (EPOCHS, 0, EPOCHS * STEPS)
     again = make_model("equal")
-    history = fit_numpy(again, [BackupAndResume(tmp_path / "backup", delete_checkpoint=False)])
+    with pytest.warns(UserWarning, match="finished run"):
+        history = fit_numpy(again, [BackupAndResume(tmp_path / "backup", delete_checkpoint=False)])
     assert history.history == {} and int(again.optimizer.iterations.numpy()) == EPOCHS * STEPS
     for a, b in zip(weights(model), weights(again)):
         np.testing.assert_array_equal(a, b)
@@ -265,3 +266,51 @@ def test_process_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path)
     assert sorted(reference.files) == sorted(result.files) and len(reference.files) > 10
     for key in reference.files:
         np.testing.assert_array_equal(result[key], reference[key], err_msg=key)
+
+
+# === The backup folder is the callback's own: user files, finished runs, other models ===
+
+
+def test_user_files_in_the_backup_folder_are_never_deleted(tmp_path):
+    """A folder holding files the callback did not write is refused, and nothing in it is touched."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    (folder / "best_model.keras").write_bytes(b"user's model")
+    keras.utils.set_random_seed(0)
+    with pytest.raises(ValueError, match=r"best_model\.keras.*another folder"):
+        fit_numpy(make_model("equal"), [BackupAndResume(folder)])
+    assert sorted(p.name for p in folder.iterdir()) == ["best_model.keras"]
+    assert (folder / "best_model.keras").read_bytes() == b"user's model"
+
+
+def test_a_file_added_during_training_survives_the_cleanup(tmp_path):
+    """At the end of `fit` only the callback's own files go; the folder stays while it holds anything else."""
+    folder = tmp_path / "backup"
+
+    class AddUserFile(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                (folder / "notes.txt").write_text("mine")
+
+    keras.utils.set_random_seed(0)
+    fit_numpy(make_model("equal"), [BackupAndResume(folder, save_freq=2), AddUserFile()])
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
+def test_backup_of_a_finished_run_warns_how_to_start_fresh(tmp_path):
+    keras.utils.set_random_seed(0)
+    fit_numpy(make_model("equal"), [BackupAndResume(tmp_path / "backup", delete_checkpoint=False)])
+    with pytest.warns(UserWarning, match=r"finished run.*epoch 3 of 3.*trains nothing.*delete"):
+        history = fit_numpy(make_model("equal"), [BackupAndResume(tmp_path / "backup", delete_checkpoint=False)])
+    assert history.history == {}
+
+
+def test_backup_of_another_model_raises_how_to_start_fresh(tmp_path):
+    keras.utils.set_random_seed(0)
+    fit_numpy(make_model("equal"), [BackupAndResume(tmp_path / "backup", delete_checkpoint=False)])
+    x = keras.Input((5,), name="x")
+    other = kmtl.builders.hard_sharing(x, keras.layers.Dense(3, name="trunk")(x), TASKS, head_units=(2,))
+    other.compile(optimizer=keras.optimizers.Adam(0.01))
+    with pytest.raises(ValueError, match=r"does not fit this model.*delete .*backup"):
+        fit_numpy(other, [BackupAndResume(tmp_path / "backup")])
+    assert (tmp_path / "backup" / METADATA).exists()  # the backup is left as it was

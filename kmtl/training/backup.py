@@ -15,19 +15,28 @@ on them. Data order: with numpy inputs, Keras draws the same permutation every e
 interrupted epoch's batches come again in a new process. A pipeline that reshuffles must be one stream across epochs
 (`ds.shuffle(...).repeat()` with `fit(steps_per_epoch=...)`): Keras then keeps one iterator, and on restart it is
 replayed from its start to the saved position (data work only, no training).
+
+The backup folder belongs to the callback: it refuses a folder holding files it did not write (a user's
+`best_model.keras` is never deleted), and at the end of `fit` removes only its own files, then the folder if that
+leaves it empty. A backup of a finished run (kept with `delete_checkpoint=False`) makes `fit` train nothing, with a
+warning that says so; a backup of another model raises before anything is loaded. Both messages say how to start
+fresh: delete the folder or pass another `backup_dir`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
+import re
 import warnings
 
 import keras
 import numpy as np
 
 METADATA = "backup.json"
+FORMAT = "kmtl.BackupAndResume/1"
+# Every name the callback writes in its folder (the metadata, its temporary file and one backup's two files).
+_OWN_FILE = re.compile(r"backup\.json(\.tmp)?|step-\d+\.(weights\.h5|state\.npz)")
 
 
 class BackupAndResume(keras.callbacks.Callback):
@@ -43,7 +52,8 @@ class BackupAndResume(keras.callbacks.Callback):
     in the new process, `tf.config.experimental.enable_op_determinism()`, data order as in the module docstring).
 
     Args:
-        backup_dir: str or path. Folder of the backup, used by this training run only.
+        backup_dir: str or path. Folder of the backup, used by this training run only: a folder that holds files
+            the callback did not write is refused, and only the callback's own files are ever deleted.
         save_freq: `"epoch"` or int. Back up after every epoch, or every `save_freq` batches.
         delete_checkpoint: bool. Delete the backup when `fit` ends.
 
@@ -85,16 +95,49 @@ class BackupAndResume(keras.callbacks.Callback):
         self._armed, self._skipped, self._set_initial_epoch = False, False, False
         self._ended_epoch = None
         self.restored = None
-        self._wrap_train_function()
+        _check_own_folder(self.backup_dir)
         metadata = _read_json(os.path.join(self.backup_dir, METADATA))
+        if metadata is not None:
+            model = self.model
+            if model.optimizer is not None and not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)  # its variables must exist to be compared, loaded
+            self._check_fits(metadata)
+        self._wrap_train_function()
         if metadata is not None:
             self._restore(metadata)
 
+    def _start_fresh(self):
+        return f"To start fresh, delete {self.backup_dir} or pass another `backup_dir`."
+
+    def _check_fits(self, metadata):
+        """Raises before anything is loaded when the backup was taken from another model."""
+        saved = metadata.get("shapes")
+        shapes = _shapes(self.model)
+        if saved is not None and [list(s) for s in saved] != shapes:
+            first = next((i for i, (a, b) in enumerate(zip(saved, shapes)) if list(a) != b), min(len(saved), len(shapes)))
+            raise ValueError(
+                f"The backup in {self.backup_dir} does not fit this model: it holds {len(saved)} weight and optimizer "
+                f"variable(s), the model has {len(shapes)}; from variable {first} on the backup has shapes "
+                f"{_preview(saved[first:])} and the model {_preview(shapes[first:])} (it was taken from another "
+                f"model, or the model changed). {self._start_fresh()}"
+            )
+        epochs = self.params.get("epochs") if self.params else None
+        if epochs is not None and metadata["epoch"] >= epochs and metadata["batch"] == 0:
+            warnings.warn(
+                f"BackupAndResume: the backup in {self.backup_dir} is of a finished run (epoch {metadata['epoch']} "
+                f"of {epochs} done), so this `fit` trains nothing. {self._start_fresh()}",
+                stacklevel=2,
+            )
+
     def _restore(self, metadata):
         model = self.model
-        if model.optimizer is not None and not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)  # its variables must exist to be loaded
-        model.load_weights(os.path.join(self.backup_dir, metadata["weights"]))
+        try:
+            model.load_weights(os.path.join(self.backup_dir, metadata["weights"]))
+        except ValueError as error:  # a backup written before the shapes were recorded
+            raise ValueError(
+                f"The backup in {self.backup_dir} does not fit this model (it was taken from another model, or the "
+                f"model changed). {self._start_fresh()} Error: {error}"
+            ) from error
         with np.load(os.path.join(self.backup_dir, metadata["state"])) as state:
             _assign(_other_variables(model), state, "rng", "random-generator")
             self._metric_state = {k: state[k] for k in state.files if k.startswith("metric_")}
@@ -189,7 +232,7 @@ class BackupAndResume(keras.callbacks.Callback):
         if self._set_initial_epoch:
             model._initial_epoch = None
         if self.delete_checkpoint:
-            shutil.rmtree(self.backup_dir, ignore_errors=True)
+            _delete_own_files(self.backup_dir)
         elif self._save_due:  # the final state, so that running `fit` again finds nothing left to train
             if self._ended_epoch == self._epoch:
                 # Whether a later `fit` continues this iterator is unknown: count from a new one.
@@ -211,13 +254,65 @@ class BackupAndResume(keras.callbacks.Callback):
         arrays.update({f"metric_{i}": np.asarray(v.numpy()) for i, v in enumerate(self.model.metrics_variables)})
         with open(os.path.join(self.backup_dir, state), "wb") as f:
             np.savez(f, **arrays)
-        metadata = {"epoch": self._epoch, "batch": self._begin, "step": self._step,
-                    "iterator_batches": self._iterator_batches, "weights": weights, "state": state}
+        metadata = {"format": FORMAT, "epoch": self._epoch, "batch": self._begin, "step": self._step,
+                    "iterator_batches": self._iterator_batches, "weights": weights, "state": state,
+                    "shapes": _shapes(self.model)}
         _write_json_atomically(os.path.join(self.backup_dir, METADATA), metadata)
         if previous is not None:
             for name in (previous["weights"], previous["state"]):
                 if name not in (weights, state):
                     _remove(os.path.join(self.backup_dir, name))
+
+
+def _shapes(model):
+    """Shapes of what `save_weights` writes, in its order: the model's weights, then the optimizer's variables."""
+    optimizer = list(model.optimizer.variables) if model.optimizer is not None else []
+    return [[int(d) for d in v.shape] for v in list(model.weights) + optimizer]
+
+
+def _preview(shapes, limit=4):
+    text = ", ".join(str(tuple(s)) for s in shapes[:limit])
+    return f"[{text}{', ...' if len(shapes) > limit else ''}]"
+
+
+def _check_own_folder(folder):
+    """Refuses a folder holding files the callback did not write, so that none of them is ever deleted."""
+    try:
+        names = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        raise ValueError(
+            f"Invalid value for `backup_dir`. Expected a folder for the backup. Received: backup_dir={folder!r}, "
+            "which is a file."
+        ) from None
+    foreign = [name for name in names if not _OWN_FILE.fullmatch(name)]
+    if foreign:
+        raise ValueError(
+            f"Invalid value for `backup_dir`. Expected an empty folder or one holding only a BackupAndResume "
+            f"backup: the callback deletes its files when `fit` ends. Received: backup_dir={folder!r}, which holds "
+            f"{_preview_names(foreign)}. Give the backup another folder of its own, e.g. "
+            f"{os.path.join(folder, 'backup')!r}."
+        )
+
+
+def _preview_names(names, limit=5):
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _delete_own_files(folder):
+    """Removes the callback's files, then the folder if nothing else is left in it."""
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if _OWN_FILE.fullmatch(name):
+            _remove(os.path.join(folder, name))
+    try:
+        os.rmdir(folder)
+    except OSError:  # someone else's file is there: the folder stays
+        pass
 
 
 def _other_variables(model):
