@@ -33,6 +33,8 @@ import warnings
 import keras
 import numpy as np
 
+from kmtl._keras_internals import set_initial_epoch
+
 METADATA = "backup.json"
 FORMAT = "kmtl.BackupAndResume/1"
 # Every name the callback writes in its folder (the metadata, its temporary file and one backup's two files).
@@ -114,7 +116,8 @@ class BackupAndResume(keras.callbacks.Callback):
         saved = metadata.get("shapes")
         shapes = _shapes(self.model)
         if saved is not None and [list(s) for s in saved] != shapes:
-            first = next((i for i, (a, b) in enumerate(zip(saved, shapes)) if list(a) != b), min(len(saved), len(shapes)))
+            differing = (i for i, (a, b) in enumerate(zip(saved, shapes)) if list(a) != b)
+            first = next(differing, min(len(saved), len(shapes)))
             raise ValueError(
                 f"The backup in {self.backup_dir} does not fit this model: it holds {len(saved)} weight and optimizer "
                 f"variable(s), the model has {len(shapes)}; from variable {first} on the backup has shapes "
@@ -153,7 +156,7 @@ class BackupAndResume(keras.callbacks.Callback):
         self._skip_calls = batch // steps_per_execution
         self._drain = metadata["iterator_batches"] - batch  # earlier epochs of a one-iterator stream
         # Keras's own mechanism for a restored epoch (what BackupAndRestore sets; `fit` reads it after this hook).
-        model._initial_epoch = self._epoch
+        set_initial_epoch(model, self._epoch)
         self._set_initial_epoch = True
         self.restored = {"epoch": self._epoch, "batch": batch, "step": metadata["step"]}
 
@@ -230,7 +233,7 @@ class BackupAndResume(keras.callbacks.Callback):
         model = self.model
         model.train_function = getattr(model.train_function, "_kmtl_backup_inner", model.train_function)
         if self._set_initial_epoch:
-            model._initial_epoch = None
+            set_initial_epoch(model, None)
         if self.delete_checkpoint:
             _delete_own_files(self.backup_dir)
         elif self._save_due:  # the final state, so that running `fit` again finds nothing left to train
