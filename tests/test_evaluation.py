@@ -300,3 +300,36 @@ def test_evaluate_per_step_tasks_on_batches_of_different_lengths():
     stage_y, stage_p = np.concatenate(truth["stage"]), np.concatenate(scores["stage"])
     assert report["stage"]["accuracy"] == pytest.approx(skm.accuracy_score(stage_y, stage_p.argmax(axis=1)))
     assert report.confusion_matrix("stage").matrix.sum() == 20  # real steps only
+
+
+# === Data given the wrong way ===
+
+
+@pytest.mark.parametrize(
+    "data, y, match",
+    [
+        # (x, y) as one argument, as `model.fit(validation_data=(x, y))` takes it.
+        ("tuple", None, r"Received: data=a tuple of 2.*kmtl\.evaluate\(model, x, y\)"),
+        ("list", None, r"Received: data=a list of 2.*kmtl\.evaluate\(model, x, y\)"),
+        # Labels as an array where a dict keyed by task names is expected.
+        ("x", "array", r"Invalid value for `y`\. Expected a dict keyed by task names \['age', 'age_group'\]"),
+        # A labels dict naming an unknown task.
+        ("x", "unknown", r"Invalid value for `y`.*unknown task\(s\) \['height'\].*\['age', 'age_group'\]"),
+    ],
+)
+def test_evaluate_says_what_to_pass(data, y, match):
+    model = _model()
+    x = np.zeros((4, 4), "float32")
+    labels = {"age": np.zeros((4, 1), "float32"), "age_group": np.zeros(4, "int32")}
+    data = {"tuple": (x, labels), "list": [x, labels], "x": x}[data]
+    y = {None: None, "array": np.zeros(4), "unknown": {**labels, "height": np.zeros(4)}}[y]
+    with pytest.raises(ValueError, match=match):
+        kmtl.evaluate(model, data, y)
+
+
+def test_evaluate_refuses_a_model_without_tasks():
+    x = keras.Input((4,), name="features")
+    plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    with pytest.raises(ValueError, match=r"Expected a kmtl\.MultiTaskModel.*Received: model=Sequential"):
+        kmtl.evaluate(plain, np.zeros((2, 4), "float32"), {"a": np.zeros(2)})
+    del x

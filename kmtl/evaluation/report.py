@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from kmtl.evaluation.inputs import check_evaluate_arguments
 from kmtl.evaluation.scores import (
     CLASSIFICATION_KINDS,
     ConfusionMatrix,
@@ -180,6 +181,7 @@ def evaluate(
     >>> report = kmtl.evaluate(model, test_ds)  # doctest: +SKIP
     >>> report["smiling"]["auroc"], report.confusion_matrix("hair").matrix  # doctest: +SKIP
     """
+    check_evaluate_arguments(model, data, y)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
         raise ValueError(
             f"Invalid value for `threshold`. Expected a number in (0, 1). Received: threshold={threshold!r}"
