@@ -466,3 +466,21 @@ def test_rename_never_replaces_an_empty_version_folder(tmp_path):
     assert list(target.iterdir()) == [] and (source / "saved_model.pb").read_bytes() == b"new"
     rename_no_replace(source, tmp_path / "2")
     assert (tmp_path / "2" / "saved_model.pb").read_bytes() == b"new"
+
+
+# === What the export is given ===
+
+
+def test_a_plain_keras_model_is_refused_saying_what_is_needed(tmp_path):
+    plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    with pytest.raises(ValueError, match=r"Expected a kmtl\.MultiTaskModel.*Received: model=Sequential"):
+        kmtl.export.for_serving(plain, tmp_path / "plain")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_as_base_dir_is_refused_and_left_alone(models, tmp_path):
+    target = tmp_path / "faces"
+    target.write_bytes(b"user's file")
+    with pytest.raises(ValueError, match=r"Expected a folder for the model's versions.*is a file"):
+        kmtl.export.for_serving(models["two"], target)
+    assert target.read_bytes() == b"user's file"

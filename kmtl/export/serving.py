@@ -61,7 +61,8 @@ def for_serving(
 
     Raises:
         FileExistsError: if `base_dir/<version>` exists.
-        ValueError: for a bad version, a model without exportable tasks, or examples that do not fit the inputs.
+        ValueError: for a model that is not a `MultiTaskModel`, a `base_dir` that is a file, a bad version, a model
+            without exportable tasks, or examples that do not fit the inputs.
 
     Example:
 
@@ -69,7 +70,18 @@ def for_serving(
     >>> path.name  # doctest: +SKIP
     '1'
     """
+    if not hasattr(model, "tasks"):
+        raise ValueError(
+            "Invalid value for `model`. Expected a kmtl.MultiTaskModel: its tasks define the serving outputs (names, "
+            "probabilities, class ids). Build the model with kmtl.builders, or wrap a dict-output model as "
+            f"kmtl.MultiTaskModel(inputs, outputs, tasks=[...]). Received: model={type(model).__name__}"
+        )
     base = Path(base_dir)
+    if base.exists() and not base.is_dir():
+        raise ValueError(
+            f"Invalid value for `base_dir`. Expected a folder for the model's versions. Received: base_dir={base}, "
+            "which is a file."
+        )
     version = _resolve_version(base, version)
     target = base / str(version)
     if target.exists():
