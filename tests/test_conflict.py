@@ -84,3 +84,40 @@ def test_task_weights_reach_history_and_tensorboard(tmp_path):
         for event in tf.compat.v1.train.summary_iterator(path):
             tags |= {value.tag for value in event.summary.value}
     assert {"epoch_a_weight", "epoch_b_weight"} <= tags
+
+
+def _measured_monitor():
+    model = make_model()
+    model.compile(optimizer="sgd")
+    x = np.eye(3, dtype="float32")
+    monitor = GradientConflictMonitor((x, {"up": x[:, :1], "down": x[:, :1], "other": x[:, 1:2]}))
+    monitor.set_model(model)
+    monitor.on_train_begin()
+    return monitor
+
+
+def test_save_plot_never_writes_to_another_name(tmp_path):
+    """A path without `.png` was saved by matplotlib as `<path>.png`, replacing that file unchecked."""
+    pytest.importorskip("matplotlib")
+    (tmp_path / "conflict.png").write_bytes(b"user's plot")
+    path = _measured_monitor().save_plot(tmp_path / "conflict")
+    assert path == tmp_path / "conflict" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "conflict.png").read_bytes() == b"user's plot"
+
+
+def test_a_failed_save_plot_leaves_the_existing_file_whole(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    path = tmp_path / "conflict.png"
+    path.write_bytes(b"previous plot")
+
+    def fail_half_way(self, target, **kwargs):
+        (target.write if hasattr(target, "write") else open(target, "wb").write)(b"\x89PNG half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", fail_half_way)
+    with pytest.raises(OSError, match="disk full"):
+        _measured_monitor().save_plot(path, overwrite=True)
+    assert path.read_bytes() == b"previous plot"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["conflict.png"]  # no temporary file left

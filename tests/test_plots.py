@@ -74,3 +74,34 @@ def test_missing_matplotlib_names_the_extra(tmp_path, monkeypatch):
 def test_bad_history_is_a_value_error(tmp_path):
     with pytest.raises(ValueError, match="Received: history=list"):
         _report().save_plots(tmp_path, [1, 2])
+
+
+def test_a_failed_overwrite_leaves_the_previous_plots_whole(tmp_path, monkeypatch):
+    """With overwrite=True the old file was truncated first, so a failure mid-write destroyed it."""
+    from matplotlib.figure import Figure
+
+    first = _report().save_plots(tmp_path, None)
+    before = {p: p.read_bytes() for p in first}
+
+    def fail_half_way(self, target, **kwargs):
+        (target.write if hasattr(target, "write") else open(target, "wb").write)(b"\x89PNG half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", fail_half_way)
+    with pytest.raises(OSError, match="disk full"):
+        _report().save_plots(tmp_path, None, overwrite=True)
+    assert {p: p.read_bytes() for p in first} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in first)
+
+
+def test_a_failed_write_leaves_no_half_written_plot(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    def fail_half_way(self, target, **kwargs):
+        (target.write if hasattr(target, "write") else open(target, "wb").write)(b"\x89PNG half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", fail_half_way)
+    with pytest.raises(OSError, match="disk full"):
+        _report().save_plots(tmp_path / "plots", None)
+    assert list((tmp_path / "plots").iterdir()) == []

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from kmtl._files import write_file
+
 
 def save_plots(report, directory: str | Path, history: Any = None, *, overwrite: bool = False) -> list[Path]:
     """Writes an evaluation's plots as PNG files and returns their paths.
@@ -24,6 +26,8 @@ def save_plots(report, directory: str | Path, history: Any = None, *, overwrite:
     - `task_weights.png` (with `history` holding `<task>_weight` entries): each task's weight over training.
 
     No existing file is replaced: when any target exists the call writes nothing and raises, unless `overwrite`.
+    Each file is written whole under a temporary name and then put in place, so a failure (a full disk) leaves
+    no half-written plot and, with `overwrite`, the previous file as it was.
 
     Args:
         report: `kmtl.EvaluationReport`.
@@ -64,11 +68,15 @@ def save_plots(report, directory: str | Path, history: Any = None, *, overwrite:
     for path, (draw, task, content) in planned.items():
         figure = figure_class(figsize=(6.4, 4.8), layout="constrained")
         draw(figure, task, content)
-        # "xb" creates the file only if it is absent, so a file appearing meanwhile is never replaced.
-        with open(path, "wb" if overwrite else "xb") as handle:
-            figure.savefig(handle, format="png", dpi=100)
-        written.append(path)
+        # Written whole under a temporary name, then linked (or, with `overwrite`, renamed) into place: a file
+        # appearing meanwhile is never replaced, and a failure never leaves a half-written or truncated plot.
+        written.append(write_file(path, lambda temporary: _save_png(figure, temporary), overwrite=overwrite))
     return written
+
+
+def _save_png(figure, path) -> None:
+    with open(path, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=100)
 
 
 def _figure_class():

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kmtl._files import write_file
 from kmtl.training.task_step import per_task_gradients
 
 
@@ -104,13 +105,15 @@ class GradientConflictMonitor(keras.callbacks.Callback):
     def save_plot(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Saves a PNG: the latest cosine matrix as a heatmap, and every pair's cosine over the epochs.
 
-        Needs matplotlib (`pip install "kmtl[plots]"`). Refuses to replace an existing file unless `overwrite`.
+        Needs matplotlib (`pip install "kmtl[plots]"`). The file is written whole under a temporary name, then
+        renamed to `path` (a PNG at exactly that path, whatever its suffix); an existing file is never replaced
+        unless `overwrite`.
         """
         if not self.matrices:
             raise ValueError("Nothing measured yet: use the monitor as a `fit` callback first.")
         path = Path(path)
         if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
+            raise FileExistsError(f"Refusing to overwrite existing file {path}; pass overwrite=True to replace it.")
         names = self.model.task_names
         figure = _figure(figsize=(11, 4.5))
         left, right = figure.subplots(1, 2)
@@ -132,8 +135,7 @@ class GradientConflictMonitor(keras.callbacks.Callback):
         right.set_title("Task gradient agreement over training")
         right.legend(fontsize=7)
         figure.tight_layout()
-        figure.savefig(path, dpi=100)
-        return path
+        return write_file(path, lambda temporary: _save_png(figure, temporary), overwrite=overwrite)
 
 
 def _probe_batches(data, num_batches):
@@ -151,6 +153,11 @@ def _probe_batches(data, num_batches):
         "Invalid value for `data`. Expected `(inputs, {task: labels})` or a tf.data.Dataset of such pairs. "
         f"Received: {type(data).__name__}"
     )
+
+
+def _save_png(figure, path):
+    with open(path, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=100)
 
 
 def _figure(**kwargs):
