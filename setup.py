@@ -1,22 +1,13 @@
 """Packaging for kmtl: multi-task learning for Keras 3."""
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
-PACKAGES = [
-    "kmtl",
-    "kmtl.builders",
-    "kmtl.data",
-    "kmtl.evaluation",
-    "kmtl.export",
-    "kmtl.layers",
-    "kmtl.losses",
-    "kmtl.metrics",
-    "kmtl.preprocessing",
-    "kmtl.training",
-    "kmtl.tuning",
-    "kmtl.weighting",
-    "kmtl.recipes",
-]
+# Every package under kmtl/, and recipes/ installed as kmtl.recipes (with its sub-packages, e.g. a multi-file recipe).
+PACKAGES = (
+    find_packages(include=["kmtl", "kmtl.*"])
+    + ["kmtl.recipes"]
+    + [f"kmtl.recipes.{name}" for name in find_packages("recipes")]
+)
 
 setup(
     name="kmtl",
@@ -56,7 +47,7 @@ setup(
             "scipy>=1.10",
         ],
     },
-    entry_points={"console_scripts": ["kmtl=kmtl.cli:main"]},
+    entry_points={"console_scripts": ["kmtl=kmtl.app.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Framework :: Keras",

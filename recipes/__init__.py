@@ -1,26 +1,41 @@
-"""Ready-made multi-task recipes: tasks, a model builder and embedded data per domain.
+"""Ready-made multi-task recipes, installed as `kmtl.recipes`: one declared `kmtl.Recipe` per domain.
 
-Installed as `kmtl.recipes`. Each recipe module defines `NAME`, `DESCRIPTION`, `TASKS`, `DEFAULTS`, `QUICK`,
-`build_model(...)`, `compile_model(model, weighting, learning_rate)` and `load_data(...)`.
+Each recipe module declares `RECIPE`, a `kmtl.Recipe` (tasks, `build_model`, `compile_model`, `load_data`,
+defaults, quick settings, search space). This package registers them by name with their descriptions, so
+`kmtl recipes` lists them without importing TensorFlow; `get(name)` imports one.
+
+Example:
+
+>>> sorted(RECIPES)
+['clinical-timeseries', 'facial-attributes']
 """
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
+from kmtl.recipe import Recipe, RecipeEntry, get_recipe, register_recipe
 
-# CLI name -> module under kmtl.recipes.
-RECIPES = {
-    "facial-attributes": "facial_attributes",
-    "clinical-timeseries": "clinical_timeseries",
-}
+_ENTRIES = (
+    RecipeEntry(
+        "facial-attributes",
+        "CNN with multi-depth feature fusion for 8 face tasks (binary, multiclass, regression, landmarks).",
+        "kmtl.recipes.facial_attributes",
+    ),
+    RecipeEntry(
+        "clinical-timeseries",
+        "Channel-wise or plain LSTM for the MIMIC-III benchmark's 4 ICU tasks (or PBC follow-ups), per hour.",
+        "kmtl.recipes.clinical_timeseries",
+    ),
+)
+for _entry in _ENTRIES:
+    register_recipe(_entry)
+
+# Name -> `RecipeEntry` (name, description, module) of the recipes shipped here.
+RECIPES = {entry.name: entry for entry in sorted(_ENTRIES, key=lambda entry: entry.name)}
 
 
-def get(name: str) -> ModuleType:
-    """Imports the recipe called `name` (as listed by `kmtl recipes`)."""
-    if name not in RECIPES:
-        raise ValueError(f"Unknown recipe {name!r}. Available recipes: {', '.join(sorted(RECIPES))}.")
-    return importlib.import_module(f"kmtl.recipes.{RECIPES[name]}")
+def get(name: str) -> Recipe:
+    """The recipe called `name` (as listed by `kmtl recipes`), importing its module."""
+    return get_recipe(name)
 
 
 __all__ = ["RECIPES", "get"]

@@ -31,6 +31,7 @@ import kmtl
 from kmtl import data as face_data
 from kmtl.layers import FeatureFusion
 from kmtl.metrics import NormalizedMeanError
+from kmtl.recipe import Recipe, RecipeData
 
 NAME = "facial-attributes"
 DESCRIPTION = "CNN with multi-depth feature fusion for 8 face tasks (binary, multiclass, regression, landmarks)."
@@ -49,7 +50,7 @@ DEFAULTS = {
 }
 QUICK = {"epochs": 1, "num_train": 128, "num_val": 32, "num_test": 64, "image_size": 24}
 # What `kmtl tune facial-attributes` searches (see `kmtl.tuning.space` for the entry forms); first choices are the
-# defaults. Names are `build_model` arguments, or `compile_model`'s (`learning_rate`, `weighting`).
+# defaults. Names are model settings (`build_model` arguments) or `learning_rate`, `weighting`.
 SEARCH_SPACE = {
     "filters": [(16, 32, 48), (32, 64, 96)],
     "fusion_units": [96, 192],
@@ -133,20 +134,6 @@ def compile_model(model: kmtl.MultiTaskModel, weighting="uncertainty", learning_
     return model
 
 
-def hypermodel(**kwargs):
-    """A keras-tuner hypermodel over `SEARCH_SPACE` whose `build(hp)` returns the compiled model.
-
-    Args:
-        **kwargs: passed to `kmtl.tuning.RecipeHyperModel` (`settings`, `quick`, `search_space`, `objective`).
-
-    Returns:
-        `kmtl.tuning.RecipeHyperModel`; tune with `objective=hypermodel.objective`.
-    """
-    from kmtl.tuning import RecipeHyperModel
-
-    return RecipeHyperModel(__name__, **kwargs)
-
-
 def load_data(
     num_train: int = 3000,
     num_val: int = 500,
@@ -157,7 +144,7 @@ def load_data(
     source: str = "synthetic",
     tasks: Sequence[str] | None = None,
 ):
-    """Returns `(train, val, test)` batched `tf.data.Dataset`s of `({"image": x}, {task: labels})`.
+    """Loads the faces of a source and returns batched datasets of `({"image": x}, {task: labels})`.
 
     Args:
         num_train, num_val, num_test: int. Split sizes (for real data: caps, None for all).
@@ -166,9 +153,16 @@ def load_data(
         seed: int. Seed of the synthetic data and of shuffling.
         source: `"synthetic"` (embedded, no download), `"celeba:PATH"` or `"utkface:PATH"` (a local copy).
         tasks: names of the tasks to keep in the labels (default: all); for single-task baselines.
+
+    Returns:
+        `kmtl.RecipeData`: unpacks as `(train, val, test)` batched `tf.data.Dataset`s of
+        `({"image": x}, {task: labels})`; `tasks` holds the kept tasks.
     """
-    splits = _load_arrays(source, num_train, num_val, num_test, image_size, seed)
     keep = list(tasks) if tasks is not None else [t.name for t in TASKS]
+    known = [t.name for t in TASKS]
+    if not keep or any(name not in known for name in keep):
+        raise ValueError(f"Invalid value for `tasks`. Expected names among {known}. Received: tasks={keep!r}")
+    splits = _load_arrays(source, num_train, num_val, num_test, image_size, seed)
     out = []
     for i, (images, labels) in enumerate(splits):
         labels = {k: labels[k] for k in keep}
@@ -176,7 +170,7 @@ def load_data(
         if i == 0:
             ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
         out.append(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE))
-    return tuple(out)
+    return RecipeData(*out, tasks=[t for t in make_tasks() if t.name in keep])
 
 
 def _load_arrays(source, num_train, num_val, num_test, image_size, seed):
@@ -198,3 +192,36 @@ def _load_arrays(source, num_train, num_val, num_test, image_size, seed):
     raise ValueError(
         f"Invalid value for `source`. Expected 'synthetic', 'celeba:PATH' or 'utkface:PATH'. Received: source={source!r}"
     )
+
+
+RECIPE = Recipe(
+    name=NAME,
+    description=DESCRIPTION,
+    tasks=TASKS,
+    build_model=build_model,
+    compile_model=compile_model,
+    load_data=load_data,
+    defaults=DEFAULTS,
+    quick=QUICK,
+    data_settings=("num_train", "num_val", "num_test", "image_size", "source"),
+    model_settings=("image_size", "filters", "fusion_units", "head_units", "dropout"),
+    search_space=SEARCH_SPACE,
+    sources="synthetic (default), celeba:PATH, utkface:PATH",
+)
+
+
+def __getattr__(name):
+    # Deprecated in 0.2, removed in 0.3: the hypermodel lives once, in `kmtl.tuning.RecipeHyperModel`.
+    if name == "hypermodel":
+        import warnings
+
+        from kmtl.tuning.recipe_hypermodel import RecipeHyperModel
+
+        warnings.warn(
+            "`facial_attributes.hypermodel(**kwargs)` is deprecated; use "
+            "`kmtl.tuning.RecipeHyperModel(facial_attributes.RECIPE, **kwargs)`.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return lambda **kwargs: RecipeHyperModel(RECIPE, **kwargs)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

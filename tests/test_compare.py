@@ -1,15 +1,12 @@
 """Single-task baselines, relative improvement and Δm."""
 
-import sys
-import types
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import kmtl
-from kmtl.evaluation.compare import compare_single_task
+from kmtl.evaluation.baselines import compare_single_task
 from kmtl.evaluation.deltas import (
     ComparisonResult,
     TaskComparison,
@@ -137,33 +134,37 @@ def test_single_task_data_from_a_callable_keeps_only_that_tasks_labels():
         compare_single_task(lambda tasks: _build(_tasks()[1:2]), _compile, load, None, load, tasks[:1])
 
 
-def test_cli_compare_prints_the_table(tmp_path, monkeypatch, capsys):
-    from kmtl import recipes
-    from kmtl.cli import main
-
-    recipe = types.ModuleType("kmtl.recipes.tiny_compare_recipe")
-    recipe.NAME, recipe.DESCRIPTION = "tiny", "a tiny recipe for the CLI test"
-    recipe.DEFAULTS = {"epochs": 3, "batch_size": 8, "weighting": "equal", "learning_rate": 0.01}
-    recipe.QUICK = {"epochs": 1}
-    recipe.TASKS = _tasks()[:2]
-    recipe.make_tasks = lambda: _tasks()[:2]
-    recipe.build_model = lambda tasks=None: _build(tasks or _tasks()[:2])
+@pytest.fixture
+def tiny_recipe():
+    """A registered two-task recipe on random vectors, compiled eagerly."""
+    import kmtl.recipe
 
     def compile_model(model, weighting, learning_rate):
         model.compile(keras.optimizers.Adam(learning_rate), weighting=weighting, run_eagerly=True)
         return model
 
     def load_data(batch_size=8, seed=0, tasks=None):
+        keep = tasks or ["a", "r"]
         splits = []
         for i, n in enumerate((16, 8, 8)):
             x, y = _data(n, seed + i)
-            y = {k: v for k, v in y.items() if k in (tasks or ["a", "r"])}
-            splits.append(tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size))
-        return tuple(splits)
+            splits.append(tf.data.Dataset.from_tensor_slices((x, {k: y[k] for k in keep})).batch(batch_size))
+        return kmtl.RecipeData(*splits, tasks=[t for t in _tasks() if t.name in keep])
 
-    recipe.compile_model, recipe.load_data = compile_model, load_data
-    monkeypatch.setitem(sys.modules, recipe.__name__, recipe)
-    monkeypatch.setitem(recipes.RECIPES, "tiny", "tiny_compare_recipe")
+    recipe = kmtl.Recipe(
+        name="tiny", description="a tiny recipe for the CLI test", tasks=_tasks()[:2],
+        build_model=lambda tasks=None: _build(tasks or _tasks()[:2]), compile_model=compile_model,
+        load_data=load_data, defaults={"epochs": 3, "batch_size": 8, "weighting": "equal", "learning_rate": 0.01},
+        quick={"epochs": 1},
+    )
+    kmtl.recipe.register_recipe(recipe)
+    yield recipe
+    kmtl.recipe.unregister_recipe("tiny")
+
+
+def test_cli_compare_prints_the_table(tiny_recipe, tmp_path, monkeypatch, capsys):
+    from kmtl.app.cli import main
+
     monkeypatch.chdir(tmp_path)
     assert main(["compare", "tiny", "--quick", "--seed", "3"]) == 0
     out = capsys.readouterr().out
@@ -172,6 +173,17 @@ def test_cli_compare_prints_the_table(tmp_path, monkeypatch, capsys):
     assert table.splitlines()[2].split()[:3] == ["a", "binary", "auroc"]
     assert "Δm =" in table and "seed(s) 3" in table
     assert list(tmp_path.iterdir()) == []  # compare writes nothing
+
+
+def test_deprecated_compare_recipe_paths_warn_and_forward():
+    import kmtl.app.compare
+    import kmtl.evaluation
+    import kmtl.evaluation.compare
+
+    with pytest.warns(DeprecationWarning, match="kmtl.app.compare.compare_recipe"):
+        assert kmtl.evaluation.compare.compare_recipe is kmtl.app.compare.compare_recipe
+    with pytest.warns(DeprecationWarning, match="kmtl.app.compare.compare_recipe"):
+        assert kmtl.evaluation.compare_recipe is kmtl.app.compare.compare_recipe
 
 
 @pytest.mark.parametrize(
@@ -183,7 +195,7 @@ def test_cli_compare_prints_the_table(tmp_path, monkeypatch, capsys):
     ],
 )
 def test_cli_compare_bad_arguments(argv, fragment, capsys):
-    from kmtl.cli import main
+    from kmtl.app.cli import main
 
     with pytest.raises(SystemExit) as raised:
         main(argv)
@@ -194,7 +206,7 @@ def test_cli_compare_bad_arguments(argv, fragment, capsys):
 def test_compare_recipe_quick_facial_attributes():
     from kmtl.recipes import facial_attributes as fa
 
-    from kmtl.evaluation.compare import compare_recipe
+    from kmtl.app.compare import compare_recipe
 
     result = compare_recipe("facial-attributes", quick=True)
     assert [r.task for r in result.rows] == [t.name for t in fa.make_tasks()]

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from kmtl.recipes import clinical_timeseries as ct
-from kmtl.recipes._clinical_data import replicated_labels
-from kmtl.recipes._clinical_metrics import LOS_BUCKET_MEAN_HOURS
+from kmtl.recipes.clinical_timeseries._data import replicated_labels
+from kmtl.recipes.clinical_timeseries._metrics import LOS_BUCKET_MEAN_HOURS
 from layer_testing import fit_and_round_trip
 from sklearn import metrics as skm
 
@@ -309,20 +309,37 @@ def test_benchmark_metrics_equal_sklearn_on_real_labelled_entries():
 # === CLI ===
 
 
-def test_cli_quick_run_trains_reports_and_exports(tmp_path, capsys):
-    from kmtl.cli import main
+@pytest.mark.slow  # trains the quick LSTM (16 stays, one epoch): about 10 s on 2 cores
+def test_cli_quick_run_trains_reports_and_exports_to_its_own_folder(tmp_path, capsys):
+    from kmtl.app.cli import main
 
     argv = ["train", "clinical-timeseries", "--quick", "--model", "lstm", "--export-dir", str(tmp_path), "--verbose", "0"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     for task in ct.TASKS:
         assert task.name in out
-    assert (tmp_path / "clinical_timeseries" / "1" / "saved_model.pb").is_file()
-    assert main(["train", "facial-attributes", "--quick", "--model", "lstm", "--no-export"]) == 2
-    assert "has one model" in capsys.readouterr().err
+    assert (tmp_path / "clinical_timeseries_quick" / "1" / "saved_model.pb").is_file()
+    assert not (tmp_path / "clinical_timeseries").exists()  # where the real models are served from
+
+
+def test_cli_missing_mimic3_folder_is_one_line_error(tmp_path, capsys):
+    from kmtl.app.cli import main
+
     assert main(["train", "clinical-timeseries", "--quick", "--data", f"mimic3:{tmp_path / 'absent'}"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("kmtl: error:") and err.count("\n") == 1 and "absent" in err
+
+
+def test_declared_defaults_are_build_models_defaults():
+    # One source of truth: what `kmtl train` runs with is what `ct.build_model()` builds.
+    import inspect
+
+    parameters = inspect.signature(ct.build_model).parameters
+    for name in ct.RECIPE.model_settings:
+        if name in ct.RECIPE.defaults:
+            assert parameters[name].default == ct.RECIPE.defaults[name], name
+    assert (ct.RECIPE.defaults["channel_units"], ct.RECIPE.defaults["shared_units"]) == (8, 64)
+    assert ct.SEARCH_SPACE["channel_units"][0] == 8 and ct.SEARCH_SPACE["shared_units"][0] == 64
 
 
 # === Learning (slow) ===

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import kmtl
-from kmtl.cli import main
+from kmtl.app.cli import main
 from kmtl.tuning.hypermodels import BuilderHyperModel, supports_task_learning_rates
 from kmtl.tuning.objective import MultiTaskObjective, MultiTaskScore, metric_direction
 from kmtl.tuning.recipe_hypermodel import RecipeHyperModel
@@ -299,8 +299,9 @@ def test_objective_scores_a_plain_build_function_without_the_callback(data, tmp_
 def test_recipe_hypermodel_reads_search_space_and_routes_names():
     from kmtl.recipes import facial_attributes as fa
 
-    hypermodel = fa.hypermodel(quick=True, search_space={"filters": [(4, 8)], "fusion_units": 8, "head_units": [(4,)],
-                                                          "learning_rate": 1e-3, "weighting": ["equal"]})
+    space = {"filters": [(4, 8)], "fusion_units": 8, "head_units": [(4,)], "learning_rate": 1e-3,
+             "weighting": ["equal"]}
+    hypermodel = RecipeHyperModel(fa.RECIPE, quick=True, search_space=space)
     model = hypermodel.build(keras_tuner.HyperParameters())
     assert sorted(model.output) == sorted(t.name for t in fa.TASKS)
     assert model.input["image"].shape[1] == fa.QUICK["image_size"]  # a fixed setting build_model takes
@@ -308,16 +309,25 @@ def test_recipe_hypermodel_reads_search_space_and_routes_names():
     assert isinstance(model.weighting, STRATEGIES["equal"])
     assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)
     assert set(hypermodel.objective.metrics) == {t.name for t in fa.TASKS if not t.auxiliary}
-    assert RecipeHyperModel("facial-attributes").space == fa.SEARCH_SPACE
+    assert RecipeHyperModel(fa.RECIPE).space == fa.SEARCH_SPACE
 
 
-def test_recipe_without_search_space_tunes_learning_rate_and_weighting(monkeypatch):
+def test_deprecated_recipe_hypermodel_function_warns_and_builds_the_same():
+    from kmtl.recipes import facial_attributes as fa
+
+    with pytest.warns(DeprecationWarning, match=r"RecipeHyperModel\(facial_attributes.RECIPE"):
+        make = fa.hypermodel
+    assert make(quick=True).space == fa.SEARCH_SPACE
+
+
+def test_recipe_without_search_space_tunes_learning_rate_and_weighting():
+    import dataclasses
+
     from kmtl.recipes import facial_attributes as fa
 
     from kmtl.tuning.recipe_hypermodel import default_search_space
 
-    monkeypatch.delattr(fa, "SEARCH_SPACE")
-    hypermodel = RecipeHyperModel(fa, quick=True)
+    hypermodel = RecipeHyperModel(dataclasses.replace(fa.RECIPE, search_space=None), quick=True)
     assert hypermodel.space == default_search_space(hypermodel.settings)
     rate = hypermodel.space["learning_rate"]
     assert (rate["min"], rate["max"], rate["default"]) == pytest.approx((2e-4, 2e-2, 2e-3))  # DEFAULTS: 2e-3
@@ -325,34 +335,19 @@ def test_recipe_without_search_space_tunes_learning_rate_and_weighting(monkeypat
         STRATEGIES)
 
 
-class _Splits(tuple):
-    """`(train, val, test)` carrying what the model must know about the data, as a recipe's `load_data` may."""
-
-    model_settings = {"offset": 3.0}
-
-
 def make_generic_recipe(calls):
-    """A recipe with the optional parts a recipe may declare: DATA_SETTINGS, MODEL_SETTINGS, model_settings."""
-    import types
+    """A recipe whose data settings, model settings and data-derived model settings can all be seen."""
 
-    recipe = types.ModuleType("generic_recipe")
-    recipe.NAME = "generic"
-    recipe.DEFAULTS = {"epochs": 1, "batch_size": 16, "learning_rate": 1e-2, "weighting": "equal",
-                       "num_examples": 48, "width": 4, "units": 99}
-    recipe.QUICK = {"num_examples": 32}
-    recipe.DATA_SETTINGS = ("num_examples",)
-    recipe.MODEL_SETTINGS = ("width",)
-    recipe.SEARCH_SPACE = {"units": [4, 8], "weighting": ["uncertainty"]}
-
-    def load_data(batch_size, seed, num_examples=100):
+    def load_data(batch_size, seed, num_examples=100, tasks=None):
         calls.append(("load_data", num_examples))
         import tensorflow as tf
 
         x = np.random.default_rng(seed).normal(size=(num_examples, 4)).astype("float32")
         y = {"a": (x[:, 0] > 0).astype("float32"), "b": x[:, 1:2]}
-        return _Splits(tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size) for _ in range(3))
+        splits = [tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size) for _ in range(3)]
+        return kmtl.RecipeData(*splits, tasks=TASKS, model_settings={"offset": 3.0})
 
-    def build_model(width=2, units=2, offset=0.0):
+    def build_model(width=2, units=2, offset=0.0, tasks=None):
         calls.append(("build_model", width, units, offset))
         x = keras.Input((width,), name="x")
         return kmtl.builders.hard_sharing(x, keras.layers.Dense(units, name="trunk")(x), TASKS)
@@ -361,12 +356,18 @@ def make_generic_recipe(calls):
         model.compile(optimizer=keras.optimizers.Adam(learning_rate), weighting=weighting, run_eagerly=True)
         return model
 
-    recipe.load_data, recipe.build_model, recipe.compile_model = load_data, build_model, compile_model
-    return recipe
+    return kmtl.Recipe(
+        name="generic", description="Two tasks on random vectors.", tasks=TASKS, build_model=build_model,
+        compile_model=compile_model, load_data=load_data,
+        defaults={"epochs": 1, "batch_size": 16, "learning_rate": 1e-2, "weighting": "equal", "num_examples": 48,
+                  "width": 4, "units": 99},
+        quick={"num_examples": 32}, data_settings=("num_examples",), model_settings=("width", "units"),
+        derived_settings=("offset",), search_space={"units": [4, 8], "weighting": ["uncertainty"]},
+    )
 
 
 def test_tune_recipe_passes_declared_settings_and_data_derived_model_settings(tmp_path, monkeypatch):
-    from kmtl.tuning.run import tune_recipe
+    from kmtl.app.tune import tune_recipe
 
     calls, lines = [], []
     run = tune_recipe(make_generic_recipe(calls), max_trials=1, quick=True, directory=tmp_path, verbose=0,
@@ -377,12 +378,13 @@ def test_tune_recipe_passes_declared_settings_and_data_derived_model_settings(tm
     assert len(builds) >= 2 and all(c[1] == 4 and c[2] in (4, 8) and c[3] == 3.0 for c in builds)
     assert run.best_values["weighting"] == "uncertainty" and run.best_values["units"] in (4, 8)
     assert ("build_model", 4, run.best_values["units"], 3.0) in builds
-    assert run.project_dir == tmp_path / "generic_recipe"
+    assert run.project_dir == tmp_path / "generic"
     assert any(line.startswith("\nBest val_mtl_score:") for line in lines)
 
 
 def test_tuner_kinds_and_exclusive_resume_overwrite(tmp_path):
-    from kmtl.tuning.run import make_tuner, tune_recipe
+    from kmtl.app.tune import tune_recipe
+    from kmtl.tuning.run import make_tuner
 
     hypermodel = BuilderHyperModel("hard_sharing", inputs=4, tasks=TASKS, search_space=TINY_HARD)
     tuner = make_tuner(hypermodel, kind="bayesian", max_trials=3, directory=tmp_path, project_name="b")
@@ -394,32 +396,34 @@ def test_tuner_kinds_and_exclusive_resume_overwrite(tmp_path):
 
 
 def test_recipe_hypermodel_rejects_names_no_function_takes():
+    from kmtl.recipes import facial_attributes as fa
+
     with pytest.raises(ValueError, match=r"names \['momentum'\]"):
-        RecipeHyperModel("facial-attributes", search_space={"momentum": [0.9]})
-    with pytest.raises(ValueError, match="Received: recipe='no-such-recipe'"):
-        RecipeHyperModel("no-such-recipe")
+        RecipeHyperModel(fa.RECIPE, search_space={"momentum": [0.9]})
+    with pytest.raises(ValueError, match=r"Expected a `kmtl.Recipe`. Received: recipe='facial-attributes'"):
+        RecipeHyperModel("facial-attributes")  # core tuning takes the object; names are the app's
 
 
 @pytest.fixture
 def tiny_facial_recipe(monkeypatch):
     """The facial-attributes recipe with a tiny `--quick` run: 16x16 images, a two-stage 4-8 filter CNN, eager."""
+    import dataclasses
+
+    import kmtl.recipe
     from kmtl.recipes import facial_attributes as fa
 
-    monkeypatch.setitem(fa.QUICK, "num_train", 32)
-    monkeypatch.setitem(fa.QUICK, "num_val", 16)
-    monkeypatch.setitem(fa.QUICK, "num_test", 16)
-    monkeypatch.setitem(fa.QUICK, "image_size", 16)
+    quick = {**fa.QUICK, "num_train": 32, "num_val": 16, "num_test": 16, "image_size": 16}
     space = {"filters": [(4, 8)], "fusion_units": 8, "head_units": [(4,)], "dropout": 0.0,
              "learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log"}, "weighting": ["uncertainty", "equal"]}
-    monkeypatch.setattr(fa, "SEARCH_SPACE", space)
 
     def compile_eagerly(model, weighting="uncertainty", learning_rate=2e-3):
         # Tracing the 8-task train and test functions costs far more than the two tiny steps run here.
         model.compile(optimizer=keras.optimizers.Adam(learning_rate), weighting=weighting, run_eagerly=True)
         return model
 
-    monkeypatch.setattr(fa, "compile_model", compile_eagerly)
-    return fa
+    recipe = dataclasses.replace(fa.RECIPE, quick=quick, search_space=space, compile_model=compile_eagerly)
+    monkeypatch.setitem(kmtl.recipe._LOADED, recipe.name, recipe)  # what `kmtl tune facial-attributes` gets
+    return recipe
 
 
 def test_cli_tune_quick_prints_best_and_never_clobbers(tiny_facial_recipe, tmp_path, capsys):

@@ -6,7 +6,6 @@ Reference:
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable, Mapping, Sequence
 
 import keras
@@ -25,7 +24,6 @@ from kmtl.tasks import Task, validate_task_list
 
 __all__ = [
     "ComparisonResult",
-    "compare_recipe",
     "compare_single_task",
     "delta_m",
     "lower_is_better",
@@ -136,77 +134,6 @@ def compare_single_task(
     return ComparisonResult(rows, list(seeds), runs)
 
 
-def compare_recipe(
-    recipe: Any,
-    *,
-    quick: bool = False,
-    epochs: int | None = None,
-    repeats: int = 1,
-    seed: int = 0,
-    verbose: int = 0,
-    log: Callable[[str], None] | None = None,
-    **overrides,
-) -> ComparisonResult:
-    """Compares a recipe's multi-task model with single-task models of the same architecture and budget.
-
-    Uses the recipe's settings (`DEFAULTS`, then `QUICK` when `quick`, then `epochs` and `overrides`), its
-    `build_model(tasks=...)`, `compile_model` and `load_data(tasks=...)`; every model reloads the data with the same
-    seed, so all see the same examples in the same order. Repeats use seeds `seed, seed + 1, ...` for the models;
-    the data seed stays `seed`.
-
-    Args:
-        recipe: a recipe module or its name (see `kmtl recipes`).
-        quick: bool. Use the recipe's `QUICK` settings (tiny data, one epoch).
-        epochs: int. Epochs of every model (default: the recipe's).
-        repeats: int. Number of seeds.
-        seed: int. First seed.
-        verbose: int. Keras progress-bar verbosity for `fit`.
-        log: callable receiving progress lines, or None.
-        **overrides: other settings, such as `batch_size`, `weighting`, `learning_rate`, `source`.
-
-    Returns:
-        `ComparisonResult` (see `compare_single_task`).
-
-    Example:
-
-    >>> print(compare_recipe("facial-attributes", quick=True).table())  # doctest: +SKIP
-
-    Reference:
-        Maninis, Radosavovic & Kokkinos (2019). Attentive Single-Tasking of Multiple Tasks. CVPR.
-    """
-    from kmtl import recipes as registry
-    from kmtl.runner import recipe_settings
-
-    if isinstance(recipe, str):
-        recipe = registry.get(recipe)
-    settings = recipe_settings(recipe, quick=quick, epochs=epochs, **overrides)
-    data_keys = getattr(recipe, "DATA_SETTINGS", ("num_train", "num_val", "num_test", "image_size", "source"))
-    model_keys = getattr(recipe, "MODEL_SETTINGS", ("image_size",))
-    data_kwargs = {k: settings[k] for k in data_keys if k in settings}
-    loader = _RecipeData(recipe, {"batch_size": settings["batch_size"], "seed": seed, **data_kwargs})
-    model_kwargs = {k: settings[k] for k in model_keys if k in settings}
-    # A recipe whose data carries the model's settings (`model_settings`, e.g. a fitted normaliser and the tasks
-    # its source has) gets them from each model's own load.
-    derived = getattr(loader.load(None, fresh=True), "model_settings", {})
-    tasks = derived.get("tasks") or (recipe.make_tasks() if hasattr(recipe, "make_tasks") else recipe.TASKS)
-
-    def build_fn(subset):
-        splits = loader.load([t.name for t in subset], fresh=True)  # fresh: every model sees the same order
-        kwargs = {**model_kwargs, **getattr(splits, "model_settings", {}), "tasks": subset}
-        return recipe.build_model(**kwargs)
-
-    def compile_fn(model):
-        return recipe.compile_model(model, weighting=settings["weighting"], learning_rate=settings["learning_rate"])
-
-    # The recipe's datasets shuffle themselves; shuffle=False keeps Keras from warning that it cannot.
-    fit_kwargs = {"epochs": settings["epochs"], "verbose": verbose, "shuffle": False}
-    seeds = [seed + r for r in range(_check_positive("repeats", repeats))]
-    splits = [loader.split(i) for i in range(3)]
-    return compare_single_task(
-        build_fn, compile_fn, *splits, list(tasks), fit_kwargs=fit_kwargs, seeds=seeds, log=log
-    )
-
-
 # --- Helpers -----------------------------------------------------------------------------------------------------
 
 
@@ -260,25 +187,6 @@ def _select(data, requested, names):
     )
 
 
-class _RecipeData:
-    """A recipe's `(train, val, test)` for a list of task names, loaded when a model is built and reused by its
-    data callables."""
-
-    def __init__(self, recipe, kwargs):
-        self.recipe, self.kwargs = recipe, kwargs
-        self.takes_tasks = "tasks" in inspect.signature(recipe.load_data).parameters
-        self.names, self.splits = None, None
-
-    def load(self, names, fresh):
-        if fresh or self.splits is None or self.names != names:
-            extra = {"tasks": list(names)} if self.takes_tasks and names is not None else {}
-            self.splits, self.names = self.recipe.load_data(**self.kwargs, **extra), names
-        return self.splits
-
-    def split(self, index):
-        return lambda names: self.load(list(names), fresh=False)[index]
-
-
 def _seeds(repeats, seeds):
     if seeds is None:
         return list(range(_check_positive("repeats", repeats)))
@@ -294,28 +202,3 @@ def _check_positive(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"Invalid value for `{name}`. Expected a positive int. Received: {name}={value!r}")
     return value
-
-
-# --- Command line ------------------------------------------------------------------------------------------------
-
-
-def add_compare_parser(commands, positive_int) -> None:
-    """Adds `kmtl compare <recipe> [--epochs N] [--repeats R] [--quick] [--seed S]` to the CLI's subcommands."""
-    from kmtl.recipes import RECIPES
-
-    compare = commands.add_parser("compare", help="compare a recipe's multi-task model with single-task models")
-    compare.add_argument("recipe", choices=sorted(RECIPES), help="recipe name (see `kmtl recipes`)")
-    compare.add_argument("--epochs", type=positive_int, help="training epochs of every model (default: the recipe's)")
-    compare.add_argument("--repeats", type=positive_int, default=1, help="seeds to average over (default: 1)")
-    compare.add_argument("--quick", action="store_true", help="tiny data and one epoch: a smoke run")
-    compare.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")
-
-
-def run_compare_command(args) -> int:
-    """Runs `kmtl compare`: trains the models, prints the comparison table; returns the exit status."""
-    result = compare_recipe(
-        args.recipe, quick=args.quick, epochs=args.epochs, repeats=args.repeats, seed=args.seed, log=print
-    )
-    print()
-    print(result.table())
-    return 0

@@ -34,9 +34,12 @@ import numbers
 from typing import Mapping, Sequence
 
 import keras
-from kmtl.recipes import _clinical_data as data_lib
-from kmtl.recipes import _clinical_models as nets
-from kmtl.recipes._clinical_data import (
+
+import kmtl
+from kmtl.recipe import Recipe
+from kmtl.recipes.clinical_timeseries import _data as data_lib
+from kmtl.recipes.clinical_timeseries import _models as nets
+from kmtl.recipes.clinical_timeseries._data import (
     LOSS_WEIGHTS,
     MORTALITY_STEP,
     READOUT_STEPS,
@@ -44,13 +47,14 @@ from kmtl.recipes._clinical_data import (
     load_data,
     make_tasks,
 )
-from kmtl.recipes._clinical_metrics import benchmark_metrics
-
-import kmtl
+from kmtl.recipes.clinical_timeseries._metrics import benchmark_metrics
 
 NAME = "clinical-timeseries"
 DESCRIPTION = "Channel-wise or plain LSTM for the MIMIC-III benchmark's 4 ICU tasks (or PBC follow-ups), per hour."
 
+# The model's defaults: `build_model`'s argument defaults and the settings `kmtl train` runs with (one source).
+MODEL_DEFAULTS = {"model": "channelwise", "channel_units": 8, "shared_units": 64, "units": 64, "depth": 1,
+                  "dropout": 0.3, "deep_supervision": 0.0}
 # Training defaults used by `kmtl train clinical-timeseries`; `QUICK` overrides them for `--quick` runs.
 DEFAULTS = {
     "epochs": 8,
@@ -58,35 +62,28 @@ DEFAULTS = {
     "weighting": "static",
     "learning_rate": 1e-3,
     "source": "synthetic",
-    "model": "channelwise",
     "num_stays": 600,
     "los": "buckets",
-    "deep_supervision": 0.0,
-    "channel_units": 8,
-    "shared_units": 64,
-    "units": 64,
+    **MODEL_DEFAULTS,
 }
 QUICK = {"epochs": 1, "num_stays": 16, "max_steps": 60, "channel_units": 2, "shared_units": 8, "units": 8}
-# Settings the runner passes to `load_data` and to `build_model` (besides those `load_data` derives from the data).
-DATA_SETTINGS = ("source", "num_stays", "los", "deep_supervision", "max_steps")
-MODEL_SETTINGS = ("model", "channel_units", "shared_units", "units", "depth", "dropout", "deep_supervision")
 
 TASKS = make_tasks()
 
 
 def build_model(
-    model: str = "channelwise",
+    model: str = MODEL_DEFAULTS["model"],
     *,
     tasks: Sequence[kmtl.Task] | None = None,
     normalizer=None,
     channel_groups: Mapping[str, Sequence[int]] | None = None,
     num_features: int | None = None,
-    channel_units: int = 16,
-    shared_units: int = 128,
-    units: int = 128,
-    depth: int = 1,
-    dropout: float = 0.3,
-    deep_supervision: float = 0.0,
+    channel_units: int = MODEL_DEFAULTS["channel_units"],
+    shared_units: int = MODEL_DEFAULTS["shared_units"],
+    units: int = MODEL_DEFAULTS["units"],
+    depth: int = MODEL_DEFAULTS["depth"],
+    dropout: float = MODEL_DEFAULTS["dropout"],
+    deep_supervision: float = MODEL_DEFAULTS["deep_supervision"],
     readout_steps: Mapping[str, int] | None = None,
     bidirectional: bool = False,
 ) -> kmtl.MultiTaskModel:
@@ -186,6 +183,7 @@ __all__ = [
     "MORTALITY_STEP",
     "NAME",
     "QUICK",
+    "RECIPE",
     "TASKS",
     "ClinicalSplits",
     "benchmark_metrics",
@@ -207,15 +205,37 @@ SEARCH_SPACE = {
 }
 
 
-def hypermodel(**kwargs):
-    """A keras-tuner hypermodel over `SEARCH_SPACE` whose `build(hp)` returns the compiled model.
+RECIPE = Recipe(
+    name=NAME,
+    description=DESCRIPTION,
+    tasks=TASKS,
+    build_model=build_model,
+    compile_model=compile_model,
+    load_data=load_data,
+    defaults=DEFAULTS,
+    quick=QUICK,
+    data_settings=("source", "num_stays", "los", "deep_supervision", "max_steps"),
+    model_settings=("model", "channel_units", "shared_units", "units", "depth", "dropout", "deep_supervision",
+                    "bidirectional"),
+    derived_settings=("tasks", "normalizer", "channel_groups"),
+    search_space=SEARCH_SPACE,
+    models=nets.MODELS,
+    sources="synthetic (default), mimic3:PATH, pbcseq",
+)
 
-    Args:
-        **kwargs: passed to `kmtl.tuning.RecipeHyperModel` (`settings`, `quick`, `search_space`, `objective`).
 
-    Returns:
-        `kmtl.tuning.RecipeHyperModel`; tune with `objective=hypermodel.objective`.
-    """
-    from kmtl.tuning import RecipeHyperModel
+def __getattr__(name):
+    # Deprecated in 0.2, removed in 0.3: the hypermodel lives once, in `kmtl.tuning.RecipeHyperModel`.
+    if name == "hypermodel":
+        import warnings
 
-    return RecipeHyperModel(__name__, **kwargs)
+        from kmtl.tuning.recipe_hypermodel import RecipeHyperModel
+
+        warnings.warn(
+            "`clinical_timeseries.hypermodel(**kwargs)` is deprecated; use "
+            "`kmtl.tuning.RecipeHyperModel(clinical_timeseries.RECIPE, **kwargs)`.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return lambda **kwargs: RecipeHyperModel(RECIPE, **kwargs)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

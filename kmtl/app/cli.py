@@ -1,0 +1,149 @@
+"""The `kmtl` command line: a thin argparse layer over `kmtl.app.train`, `kmtl.app.compare` and `kmtl.app.tune`.
+
+Parsing, `--help` and `kmtl recipes` import no TensorFlow: recipes are listed from the registry's names and
+descriptions, and a command imports what it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from kmtl.app.registry import describe, recipe_names
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports bad arguments as one line, `kmtl: error: ...`, and exits with status 2."""
+
+    def error(self, message):
+        # `prog` is "kmtl" for the main parser and "kmtl train" for a command's.
+        self.exit(2, f"kmtl: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _weighting(text: str) -> str:
+    # The strategies are known once kmtl.weighting (and so Keras) is imported: only when the option is given.
+    from kmtl.weighting import STRATEGIES
+
+    if text not in STRATEGIES:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(sorted(STRATEGIES))})")
+    return text
+
+
+def _add_common(command, *, epochs_help: str) -> None:
+    command.add_argument("recipe", choices=recipe_names(), help="recipe name (see `kmtl recipes`)")
+    command.add_argument("--epochs", type=_positive_int, help=epochs_help)
+    command.add_argument("--quick", action="store_true", help="tiny data and model, one epoch: a smoke run")
+    command.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    command.add_argument("--batch-size", type=_positive_int, help="batch size (default: the recipe's)")
+    command.add_argument(
+        "--data", dest="source", metavar="SOURCE",
+        help="data source: synthetic (default), celeba:PATH, utkface:PATH (facial-attributes); "
+        "mimic3:PATH, pbcseq (clinical-timeseries)",
+    )
+    command.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="progress output (default: 1)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="kmtl", description="Multi-task learning recipes for Keras 3.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands.add_parser("recipes", help="list the available recipes")
+
+    train = commands.add_parser("train", help="train a recipe, print per-task metrics and export it")
+    _add_common(train, epochs_help="training epochs (default: the recipe's)")
+    train.add_argument("--weighting", type=_weighting, help="task weighting, e.g. equal, uncertainty, static, dwa, "
+                       "pcgrad (default: the recipe's)")
+    train.add_argument("--learning-rate", type=_positive_float, help="Adam learning rate (default: the recipe's)")
+    export = train.add_mutually_exclusive_group()
+    export.add_argument("--export-dir", help="export root (default: saved_models; a --quick run exports only when "
+                        "this is given, to <dir>/<recipe>_quick/)")
+    export.add_argument("--no-export", action="store_true", help="train and report only")
+    train.add_argument("--model", help="model of a recipe with several (clinical-timeseries: channelwise, lstm)")
+
+    compare = commands.add_parser("compare", help="compare a recipe's multi-task model with single-task models")
+    _add_common(compare, epochs_help="training epochs of every model (default: the recipe's)")
+    compare.add_argument("--repeats", type=_positive_int, default=1, help="seeds to average over (default: 1)")
+
+    tune = commands.add_parser("tune", help="search a recipe's hyper-parameters with keras-tuner")
+    _add_common(tune, epochs_help="epochs per trial (default: the recipe's)")
+    tune.add_argument("--max-trials", type=_positive_int, required=True, help="trials in all")
+    tune.add_argument("--directory", default="tuning", help="root of search folders (default: tuning)")
+    tune.add_argument("--tuner", choices=("random", "bayesian"), default="random", help="search (default: random)")
+    existing = tune.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true", help="continue the search found in the folder")
+    existing.add_argument("--overwrite", action="store_true", help="delete the search found in the folder first")
+    return parser
+
+
+def _settings(args) -> dict:
+    """The recipe settings given on the command line (None: the recipe's)."""
+    names = ("epochs", "batch_size", "source", "weighting", "learning_rate", "model")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def _run(args) -> int:
+    if args.command == "recipes":
+        for name, description in describe():
+            print(f"{name:24s} {description}")
+        return 0
+    if args.command == "train":
+        from kmtl.app.train import DEFAULT_EXPORT_DIR, train_recipe
+
+        if args.no_export:
+            export_dir = None
+        elif args.export_dir is not None:
+            export_dir = args.export_dir
+        else:
+            export_dir = None if args.quick else DEFAULT_EXPORT_DIR
+        train_recipe(args.recipe, quick=args.quick, export_dir=export_dir, seed=args.seed, verbose=args.verbose,
+                     **_settings(args))
+        return 0
+    if args.command == "compare":
+        from kmtl.app.compare import compare_recipe
+
+        result = compare_recipe(args.recipe, quick=args.quick, repeats=args.repeats, seed=args.seed,
+                                verbose=0 if args.verbose < 2 else 2, log=print, **_settings(args))
+        print()
+        print(result.table())
+        return 0
+    from kmtl.app.tune import tune_recipe
+
+    tune_recipe(args.recipe, max_trials=args.max_trials, quick=args.quick, directory=args.directory,
+                seed=args.seed, kind=args.tuner, resume=args.resume, overwrite=args.overwrite, verbose=args.verbose,
+                **_settings(args))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the `kmtl` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, FileExistsError, FileNotFoundError, NotADirectoryError, ImportError) as error:
+        message = " ".join(str(error).split())  # one line
+        print(f"kmtl: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
