@@ -132,3 +132,15 @@ def test_missing_validation_metric_names_the_task(tmp_path, model):
     with pytest.raises(ValueError, match="task 'r' needs `val_r_rmse`"):
         checkpoint.on_epoch_end(0, {"val_r_mae": 1.0})
     assert not os.path.exists(tmp_path / "best.keras")
+
+
+def test_a_file_appearing_during_training_is_never_replaced(tmp_path, model):
+    path = tmp_path / "best.keras"
+    checkpoint = MultiTaskCheckpoint(path, metrics={"r": "mae"}, weights={"r": 1.0})
+    checkpoint.set_model(model)
+    checkpoint.on_train_begin()
+    path.write_bytes(b"another run's model")
+    with pytest.raises(FileExistsError, match="best.keras"):
+        _epoch(checkpoint, 0, auc=0.7, mae=1.0, model=model)
+    assert path.read_bytes() == b"another run's model"
+    assert [p.name for p in tmp_path.iterdir()] == ["best.keras"]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import keras
 
+from kmtl._files import write_file
 from kmtl.evaluation.deltas import lower_is_better, relative_improvement
 
 # Logged metrics tried in order for a task's score when `metrics` does not name one (Keras log names).
@@ -32,7 +32,8 @@ class MultiTaskCheckpoint(keras.callbacks.Callback):
       normalised metrics, logged as `val_mtl_score`.
 
     Higher scores are better. The file is written atomically (a temporary file in the same folder, then a rename),
-    so a crash never leaves a half-written model. An existing file is never replaced unless `overwrite=True`.
+    so a crash never leaves a half-written model. A file at `filepath` that this callback did not write (one
+    there before `fit`, or one appearing during it) is never replaced unless `overwrite=True`.
 
     Args:
         filepath: str or Path ending in `.keras`.
@@ -147,14 +148,9 @@ class MultiTaskCheckpoint(keras.callbacks.Callback):
         return float(logs[key])
 
     def _save(self):
-        self.filepath.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.filepath.with_name(f".{self.filepath.stem}.{os.getpid()}.tmp.keras")
-        try:
-            self.model.save(temporary)
-            os.replace(temporary, self.filepath)
-        finally:
-            if temporary.exists():
-                temporary.unlink()
+        # Whole under a temporary name, then put in place; until this callback has written the file once, a file
+        # at `filepath` (one that appeared since `fit` began included) is someone else's and is never replaced.
+        write_file(self.filepath, self.model.save, overwrite=self.overwrite or self._written)
         self._written = True
 
 
