@@ -171,7 +171,7 @@ class MultiTaskModel(MultiWorkerSupport, keras.Model):
             # variables would stay in `trainable_variables` and in saved files.
             self._tracker.untrack(previous)
             del self.weighting
-        strategy.configure(self._tasks)
+        strategy.configure(self._tasks, model=self)
         self.weighting = strategy
         self._kmtl_compile_config = {
             "weighting": keras.saving.serialize_keras_object(strategy),

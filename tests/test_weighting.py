@@ -1,6 +1,9 @@
 """Tests for kmtl.weighting: closed forms of loss-level strategies, `get`, configs, uncertainty convergence and the
 gradient-level interface inside a model."""
 
+import json
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -242,3 +245,109 @@ def test_gradient_level_direction_drives_the_shared_variables_only():
     for v in model.trainable_variables:
         np.testing.assert_allclose(v.numpy(), expected[v.path], atol=1e-5, err_msg=v.path)
     assert (history["a_weight"][0], history["b_weight"][0], history["c_weight"][0]) == (1.0, 0.0, 0.0)
+
+
+# === One strategy object, one model ===
+
+
+def two_task_model(strategy, name="two_tasks"):
+    x = keras.Input((3,), name="x")
+    tasks = [Task("a", "regression"), Task("b", "regression")]
+    model = kmtl.builders.hard_sharing(x, keras.layers.Dense(4, name="trunk")(x), tasks, name=name)
+    model.compile(optimizer="sgd", weighting=strategy)
+    return model
+
+
+def test_a_strategy_object_serves_one_model():
+    # Before: the second compile re-created the strategy's state for 2 tasks and training the first model failed
+    # with "Dimensions must be equal, but are 2 and 3".
+    strategy = Uncertainty()
+    first = make_model(strategy)
+    with pytest.raises(
+        ValueError,
+        match=rf"This Weighting object is already used by model '{first.name}'; pass a new one \(or a name\) to each "
+        r"model\. Received: weighting=<Uncertainty name=uncertainty_weighting",
+    ):
+        two_task_model(strategy)
+    x, y = make_data()
+    assert np.isfinite(first.fit(x, y, batch_size=8, epochs=1, verbose=0).history["loss"][0])
+
+
+def test_a_strategy_object_with_equal_task_counts_is_not_shared_silently():
+    strategy = kmtl.weighting.GradNorm()
+    first = make_model(strategy)
+    with pytest.raises(ValueError, match="already used by model"):
+        make_model(strategy)
+    assert first.weighting is strategy
+
+
+def test_recompiling_the_same_model_with_its_strategy_works():
+    strategy = kmtl.weighting.GradVac(seed=1)
+    model = make_model(strategy)
+    x, y = make_data()
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), weighting=strategy)
+    assert model.weighting is strategy
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert np.all(np.isfinite(strategy.targets.numpy()))
+
+
+def test_a_strategy_released_by_a_recompile_may_serve_another_model():
+    strategy = Uncertainty()
+    model = make_model(strategy)
+    model.compile(optimizer="sgd", weighting="equal")
+    other = make_model(strategy)
+    assert other.weighting is strategy
+
+
+# === Saved files and registered names ===
+
+DATA = Path(__file__).parent / "data"
+
+# Keras serialisation names of every strategy and penalty, recorded before the weighting and regularizers modules
+# were split into packages: saved `.keras` files refer to them.
+REGISTERED_NAMES = {
+    "AlignedMTL": "kmtl>AlignedMTL", "CAGrad": "kmtl>CAGrad", "ConFIG": "kmtl>ConFIG", "DWA": "kmtl>DWA",
+    "DualProj": "kmtl>DualProj", "Equal": "kmtl>Equal", "FAMO": "kmtl>FAMO", "GeometricMean": "kmtl>GeometricMean",
+    "GradDrop": "kmtl>GradDrop", "GradNorm": "kmtl>GradNorm", "GradVac": "kmtl>GradVac",
+    "GradientWeighting": "GradientWeighting", "GroupLasso": "kmtl>GroupLasso", "IMTLG": "kmtl>IMTLG",
+    "IMTLL": "kmtl>IMTLL", "MGDA": "kmtl>MGDA", "MeanRegularized": "kmtl>MeanRegularized", "NashMTL": "kmtl>NashMTL",
+    "PCGrad": "kmtl>PCGrad", "Penalty": "Penalty", "RLW": "kmtl>RLW", "SoftSharingL2": "kmtl>SoftSharingL2",
+    "Static": "kmtl>Static", "TaskCovarianceUpdater": "TaskCovarianceUpdater",
+    "TaskRelationshipPrior": "kmtl>TaskRelationshipPrior", "TraceNorm": "kmtl>TraceNorm", "UPGrad": "kmtl>UPGrad",
+    "Uncertainty": "kmtl>Uncertainty", "Weighting": "Weighting",
+}
+
+
+def test_registered_names_are_unchanged():
+    classes = {}
+    for module in (kmtl.weighting, kmtl.regularizers):
+        classes.update({n: getattr(module, n) for n in module.__all__ if isinstance(getattr(module, n), type)})
+    assert {n: keras.saving.get_registered_name(c) for n, c in classes.items()} == REGISTERED_NAMES
+
+
+def test_strategy_names_are_unchanged():
+    made = {name: kmtl.weighting.get(name) for name in kmtl.weighting.STRATEGIES}
+    assert {name: type(s).__name__ for name, s in made.items()} == {
+        "aligned_mtl": "AlignedMTL", "cagrad": "CAGrad", "config": "ConFIG", "dualproj": "DualProj", "dwa": "DWA",
+        "equal": "Equal", "famo": "FAMO", "gls": "GeometricMean", "graddrop": "GradDrop", "gradnorm": "GradNorm",
+        "gradvac": "GradVac", "imtl_g": "IMTLG", "imtl_l": "IMTLL", "mgda": "MGDA", "mgda_ub": "MGDA",
+        "nash_mtl": "NashMTL", "pcgrad": "PCGrad", "rlw": "RLW", "static": "Static", "uncertainty": "Uncertainty",
+        "upgrad": "UPGrad",
+    }
+    assert made["mgda_ub"].rep_grad and not made["mgda"].rep_grad
+
+
+def test_model_saved_before_the_package_split_loads():
+    # Written by tests/data/make_saved_strategies.py at commit 45ad1b7 (GradVac, SoftSharingL2, TaskRelationshipPrior).
+    expected = json.loads((DATA / "saved_strategies_v0_1.json").read_text())
+    model = keras.saving.load_model(DATA / "saved_strategies_v0_1.keras", safe_mode=True)
+    assert type(model.weighting) is kmtl.weighting.GradVac
+    assert [type(p).__name__ for p in model.penalties] == ["SoftSharingL2", "TaskRelationshipPrior"]
+    np.testing.assert_allclose(model.weighting.targets.numpy(), expected["targets"], rtol=1e-6)
+    np.testing.assert_array_equal(model.weighting.seed_generator.state.numpy(), expected["seed_state"])
+    np.testing.assert_allclose(model.penalties[1].task_covariance.numpy(), expected["task_covariance"], rtol=1e-6)
+    np.testing.assert_allclose([float(p.penalty()) for p in model.penalties], expected["penalties"], rtol=1e-6)
+    predictions = model.predict(np.asarray(expected["inputs"], "float32"), verbose=0)
+    for name, values in expected["predictions"].items():
+        np.testing.assert_allclose(predictions[name], values, rtol=1e-5, atol=1e-6)

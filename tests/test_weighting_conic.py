@@ -13,10 +13,13 @@ from weighting_testing import make_data
 from weighting_testing import make_model as tiny_model
 
 from kmtl import Task
-from kmtl.weighting import aligned, conic, nash_mtl
-from kmtl.weighting.aligned import AlignedMTL, ConFIG, aligned_weights
-from kmtl.weighting.conic import DualProj, UPGrad, dual_cone_weights
+from kmtl.weighting import STRATEGIES as REGISTERED
+from kmtl.weighting._dual_cone import dual_cone_weights
+from kmtl.weighting.aligned_mtl import AlignedMTL, aligned_weights
+from kmtl.weighting.config import ConFIG
+from kmtl.weighting.dualproj import DualProj
 from kmtl.weighting.nash_mtl import NashMTL, nash_weights
+from kmtl.weighting.upgrad import UPGrad
 
 
 def configured(strategy, num_tasks):
@@ -379,9 +382,8 @@ def test_config_round_trip(make):
 
 
 def test_names():
-    assert nash_mtl.NAMES == {"nash_mtl": NashMTL}
-    assert conic.NAMES == {"upgrad": UPGrad, "dualproj": DualProj}
-    assert aligned.NAMES == {"aligned_mtl": AlignedMTL, "config": ConFIG}
+    names = {"nash_mtl": NashMTL, "upgrad": UPGrad, "dualproj": DualProj, "aligned_mtl": AlignedMTL, "config": ConFIG}
+    assert {name: REGISTERED[name] for name in names} == names
     for cls in (NashMTL, UPGrad, DualProj, AlignedMTL, ConFIG):
         assert cls.supports_rep_grad and cls(rep_grad=True).rep_grad
 

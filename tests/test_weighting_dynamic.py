@@ -10,8 +10,12 @@ from weighting_testing import make_data
 from weighting_testing import make_model as tiny_model
 
 from kmtl import Task
-from kmtl.weighting.dynamic import DWA, IMTLL, NAMES, RLW, GeometricMean
+from kmtl.weighting import STRATEGIES as REGISTERED
+from kmtl.weighting.dwa import DWA
 from kmtl.weighting.famo import FAMO
+from kmtl.weighting.gls import GeometricMean
+from kmtl.weighting.imtl import IMTLL
+from kmtl.weighting.rlw import RLW
 
 TASKS = [
     Task("age", "regression"),
@@ -368,7 +372,8 @@ def test_rlw_seed_config_is_a_plain_int():
 
 
 def test_names():
-    assert NAMES == {"dwa": DWA, "rlw": RLW, "gls": GeometricMean, "imtl_l": IMTLL, "famo": FAMO}
+    names = {"dwa": DWA, "rlw": RLW, "gls": GeometricMean, "imtl_l": IMTLL, "famo": FAMO}
+    assert {name: REGISTERED[name] for name in names} == names
 
 
 # === Inside a MultiTaskModel ===

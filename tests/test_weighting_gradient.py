@@ -12,16 +12,15 @@ from weighting_testing import make_data
 from weighting_testing import make_model as tiny_model
 
 from kmtl import Task
-from kmtl.weighting.gradient_level import (
-    IMTLG,
-    NAMES,
-    CAGrad,
-    GradDrop,
-    PCGrad,
-    pcgrad_coefficients,
-)
-from kmtl.weighting.gradient_stateful import GradNorm, GradVac
-from kmtl.weighting.min_norm import MGDA, mgda_ub, task_orders
+from kmtl.weighting import STRATEGIES as NAMES
+from kmtl.weighting._gradients import task_orders
+from kmtl.weighting.cagrad import CAGrad
+from kmtl.weighting.graddrop import GradDrop
+from kmtl.weighting.gradnorm import GradNorm
+from kmtl.weighting.gradvac import GradVac
+from kmtl.weighting.imtl import IMTLG
+from kmtl.weighting.mgda import MGDA, mgda_ub
+from kmtl.weighting.pcgrad import PCGrad, pcgrad_coefficients
 
 
 def configured(strategy, num_tasks):
@@ -458,12 +457,13 @@ def test_config_round_trip(key):
 
 
 def test_names():
-    assert {k: v for k, v in NAMES.items() if k != "mgda_ub"} == {
+    gradient_level = {"pcgrad", "graddrop", "mgda", "mgda_ub", "imtl_g", "cagrad", "gradvac", "gradnorm"}
+    assert {k: v for k, v in NAMES.items() if k in gradient_level - {"mgda_ub"}} == {
         "pcgrad": PCGrad, "graddrop": GradDrop, "mgda": MGDA, "imtl_g": IMTLG,
         "cagrad": CAGrad, "gradvac": GradVac, "gradnorm": GradNorm,
     }
-    assert NAMES["mgda_ub"]().rep_grad
-    assert all(NAMES[name]().gradient_level for name in NAMES)
+    assert NAMES["mgda_ub"] is mgda_ub and NAMES["mgda_ub"]().rep_grad
+    assert all(NAMES[name]().gradient_level for name in gradient_level)
 
 
 @pytest.mark.parametrize(

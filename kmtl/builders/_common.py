@@ -7,17 +7,13 @@ from typing import Mapping, Sequence
 
 import keras
 
+from kmtl._checks import check_nonnegative_int, check_positive_int, check_widths  # noqa: F401 (re-exported)
 from kmtl.tasks import Task
 
 
 def positive_ints(field: str, values, *, allow_empty: bool = False) -> tuple[int, ...]:
-    """Checks a sequence of layer widths and returns it as a tuple."""
-    ok = isinstance(values, (list, tuple)) and (allow_empty or len(values) > 0)
-    ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
-    if not ok:
-        expected = "a sequence of positive ints" + ("" if allow_empty else " (at least one)")
-        raise ValueError(f"Invalid value for `{field}`. Expected {expected}. Received: {field}={values!r}")
-    return tuple(values)
+    """Checks a sequence of layer widths (at least one unless `allow_empty`) and returns it as a tuple."""
+    return check_widths(field, values, allow_empty=allow_empty)
 
 
 def check_activation(activation) -> None:
@@ -91,28 +87,6 @@ def check_features(features) -> None:
             "Invalid value for `features`. Expected a feature vector (batch, features); pool or flatten the "
             f"features first. Received: features.shape={features.shape}"
         )
-
-
-def check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"Invalid value for `{name}`. Expected a positive int. Received: {name}={value!r}")
-    return int(value)
-
-
-def check_nonnegative_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"Invalid value for `{name}`. Expected an int >= 0. Received: {name}={value!r}")
-    return int(value)
-
-
-def check_widths(name: str, value) -> tuple[int, ...]:
-    if isinstance(value, (numbers.Number, str)) or not all(
-        isinstance(u, numbers.Integral) and not isinstance(u, bool) and u > 0 for u in value
-    ):
-        raise ValueError(
-            f"Invalid value for `{name}`. Expected a sequence of positive ints. Received: {name}={value!r}"
-        )
-    return tuple(int(u) for u in value)
 
 
 def check_dropout(dropout) -> None:

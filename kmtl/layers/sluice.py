@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from kmtl._checks import is_number
 from kmtl.layers._shapes import shape_list
 
 
@@ -67,12 +68,12 @@ class SubspaceMixing(keras.layers.Layer):
                 "Invalid value for `subspaces`. Expected a positive int. "
                 f"Received: subspaces={subspaces!r}"
             )
-        if not _is_number(orthogonality) or orthogonality < 0:
+        if not is_number(orthogonality) or orthogonality < 0:
             raise ValueError(
                 "Invalid value for `orthogonality`. Expected a float >= 0. "
                 f"Received: orthogonality={orthogonality!r}"
             )
-        if not _is_number(self_weight) or not 0.0 <= self_weight <= 1.0:
+        if not is_number(self_weight) or not 0.0 <= self_weight <= 1.0:
             raise ValueError(
                 "Invalid value for `self_weight`. Expected a float in [0, 1]. "
                 f"Received: self_weight={self_weight!r}"
@@ -227,10 +228,6 @@ class LayerMixture(keras.layers.Layer):
             **super().get_config(),
             "initializer": keras.initializers.serialize(self.initializer),
         }
-
-
-def _is_number(value):
-    return not isinstance(value, bool) and isinstance(value, (int, float))
 
 
 def _check_list_of_equal_shapes(layer, input_shape):

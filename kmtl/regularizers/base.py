@@ -1,22 +1,19 @@
-"""Penalties that tie variables of several layers together (soft sharing and relatives).
+"""The base of cross-layer penalties: `Penalty` and the helpers its subclasses share.
 
 A Keras `Regularizer` sees one variable. Multi-task penalties compare the variables of several layers — task
 towers, task heads — so kmtl has `Penalty`: a small layer-like object that names the layers it reads, is attached to
 a `MultiTaskModel` (`MultiTaskModel(..., penalties=[...])`, which builders do for you), adds its value to the
 training loss, and is saved with the model (config and any state it keeps).
-
-This module holds the base class and the soft-sharing penalties; the low-rank (`TraceNorm`) and structured
-(`GroupLasso`, `MeanRegularized`, `TaskRelationshipPrior`) penalties live in `kmtl.penalties_lowrank` and
-`kmtl.penalties_structured` and are re-exported here.
 """
 
 from __future__ import annotations
 
-import numbers
 from typing import Sequence
 
 import keras
 from keras import ops
+
+from kmtl._checks import is_number
 
 
 class Penalty(keras.layers.Layer):
@@ -45,7 +42,7 @@ class Penalty(keras.layers.Layer):
         layers = list(layers) if isinstance(layers, (list, tuple)) else layers
         if not isinstance(layers, list) or not layers or not all(isinstance(n, str) for n in layers):
             raise ValueError(f"Invalid value for `layers`. Expected a list of layer names. Received: layers={layers!r}")
-        if not _is_number(strength) or strength < 0:
+        if not is_number(strength) or strength < 0:
             raise ValueError(f"Invalid value for `strength`. Expected a number >= 0. Received: strength={strength!r}")
         if not isinstance(weight, str):
             raise ValueError(f"Invalid value for `weight`. Expected an attribute name. Received: weight={weight!r}")
@@ -118,10 +115,6 @@ class _LayerHandles:
         self.layers = tuple(layers)
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def compute_dtype_of(variables) -> str:
     """float64 when every variable is float64 (exact tests), float32 otherwise (mixed precision included)."""
     dtypes = {keras.backend.standardize_dtype(getattr(v, "dtype", "float32")) for v in variables}
@@ -132,52 +125,3 @@ def stack_weights(variables):
     """Stacks T weights of equal shape into one `(T, *shape)` tensor in the penalty's compute dtype."""
     dtype = compute_dtype_of(variables)
     return ops.stack([ops.cast(v, dtype) for v in variables])
-
-
-@keras.saving.register_keras_serializable(package="kmtl")
-class SoftSharingL2(Penalty):
-    """Squared L2 distance of corresponding weights of task towers to their mean, summed over towers.
-
-    With weights `W_1..W_T` of the same shape, the penalty is `sum_t ||W_t - mean_s W_s||_F^2`. It pulls the
-    towers together without forcing them to be equal; with T = 2 it equals `0.5 * ||W_1 - W_2||^2`.
-
-    Args:
-        layers: list of str. Names of the T layers, one per task.
-        strength: float. Multiplier of the penalty (>= 0).
-        weight: str. Attribute of each layer to read (default `"kernel"`).
-        **kwargs: passed to `keras.layers.Layer`.
-
-    Example:
-
-    >>> p = SoftSharingL2(["tower_a_1", "tower_b_1"], strength=1.0)
-    >>> float(p.compute([keras.ops.ones((2, 2)), keras.ops.zeros((2, 2))]))
-    2.0
-
-    Reference:
-        Duong, Cohn, Bird & Cook (2015). Low Resource Dependency Parsing: Cross-lingual Parameter Sharing in a
-        Neural Network Parser. ACL.
-    """
-
-    def compute(self, variables):
-        stacked = stack_weights(variables)
-        return ops.sum(ops.square(stacked - ops.mean(stacked, axis=0, keepdims=True)))
-
-
-# Re-exported penalties (their modules import `Penalty` from here, so these imports come last).
-from kmtl.penalties_lowrank import TraceNorm  # noqa: E402
-from kmtl.penalties_structured import (  # noqa: E402
-    GroupLasso,
-    MeanRegularized,
-    TaskCovarianceUpdater,
-    TaskRelationshipPrior,
-)
-
-__all__ = [
-    "GroupLasso",
-    "MeanRegularized",
-    "Penalty",
-    "SoftSharingL2",
-    "TaskCovarianceUpdater",
-    "TaskRelationshipPrior",
-    "TraceNorm",
-]

@@ -7,7 +7,7 @@ import math
 import keras
 from keras import ops
 
-from kmtl.regularizers import Penalty, stack_weights
+from kmtl.regularizers.base import Penalty, stack_weights
 
 _MODES = ("last", "tucker", "tt")
 

@@ -8,7 +8,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from kmtl.regularizers import Penalty, _is_number, compute_dtype_of, stack_weights
+from kmtl._checks import is_number
+from kmtl.regularizers.base import Penalty, compute_dtype_of, stack_weights
 
 
 @keras.saving.register_keras_serializable(package="kmtl")
@@ -44,9 +45,9 @@ class GroupLasso(Penalty):
 
     def __init__(self, layers, strength=1e-3, q=2.0, axis=0, weight="kernel", **kwargs):
         super().__init__(layers, strength=strength, weight=weight, **kwargs)
-        if isinstance(q, str) and q == "inf" or _is_number(q) and q == math.inf:
+        if isinstance(q, str) and q == "inf" or is_number(q) and q == math.inf:
             q = "inf"
-        elif not _is_number(q) or not 1 <= q < math.inf:
+        elif not is_number(q) or not 1 <= q < math.inf:
             raise ValueError(f"Invalid value for `q`. Expected a number >= 1 or 'inf'. Received: q={q!r}")
         else:
             q = float(q)
@@ -120,7 +121,7 @@ class MeanRegularized(Penalty):
     ):
         super().__init__(layers, strength=strength, weight=weight, **kwargs)
         for field, value in (("mean_strength", mean_strength), ("between_strength", between_strength)):
-            if not _is_number(value) or value < 0:
+            if not is_number(value) or value < 0:
                 raise ValueError(f"Invalid value for `{field}`. Expected a number >= 0. Received: {field}={value!r}")
         if clusters is not None:
             clusters = list(clusters) if isinstance(clusters, (list, tuple)) else clusters
@@ -210,7 +211,7 @@ class TaskRelationshipPrior(Penalty):
             raise ValueError(
                 f"Invalid value for `update_every`. Expected an int >= 1. Received: update_every={update_every!r}"
             )
-        if not _is_number(epsilon) or not epsilon > 0:
+        if not is_number(epsilon) or not epsilon > 0:
             raise ValueError(f"Invalid value for `epsilon`. Expected a number > 0. Received: epsilon={epsilon!r}")
         self.update_every = int(update_every)
         self.epsilon = float(epsilon)

@@ -1,7 +1,8 @@
 """Task-weighting strategies, selected by name or object in `MultiTaskModel.compile(weighting=...)`.
 
 Loss-level strategies combine the task losses inside `compute_loss`; gradient-level ones aggregate the per-task
-gradients of the shared part (see `GradientWeighting`).
+gradients of the shared part (see `GradientWeighting`). One module per method (or family), named after it; each
+registers its names in `STRATEGIES` with `base.register`, so this module imports them all.
 """
 
 from __future__ import annotations
@@ -10,21 +11,31 @@ from typing import Any
 
 import keras
 
-from kmtl.weighting import aligned as _aligned
-from kmtl.weighting import conic as _conic
-from kmtl.weighting import dynamic as _dynamic
-from kmtl.weighting import gradient_level as _gradient_level
-from kmtl.weighting import nash_mtl as _nash_mtl
-from kmtl.weighting.aligned import AlignedMTL, ConFIG
-from kmtl.weighting.base import GradientWeighting, Weighting
-from kmtl.weighting.conic import DualProj, UPGrad
-from kmtl.weighting.dynamic import DWA, IMTLL, RLW, GeometricMean
+from kmtl.weighting.base import STRATEGIES, GradientWeighting, Weighting
+
+# Importing a method's module registers it; the order below (loss-level first, "equal" first) is the order of
+# `STRATEGIES`.
+# isort: off
+from kmtl.weighting.static import Equal, Static
+from kmtl.weighting.uncertainty import Uncertainty
+from kmtl.weighting.dwa import DWA
+from kmtl.weighting.rlw import RLW
+from kmtl.weighting.gls import GeometricMean
 from kmtl.weighting.famo import FAMO
-from kmtl.weighting.gradient_level import IMTLG, CAGrad, GradDrop, PCGrad
-from kmtl.weighting.gradient_stateful import GradNorm, GradVac
-from kmtl.weighting.loss_level import Equal, Static, Uncertainty
-from kmtl.weighting.min_norm import MGDA
+from kmtl.weighting.pcgrad import PCGrad
+from kmtl.weighting.graddrop import GradDrop
+from kmtl.weighting.mgda import MGDA
+from kmtl.weighting.imtl import IMTLG, IMTLL
+from kmtl.weighting.cagrad import CAGrad
+from kmtl.weighting.gradvac import GradVac
+from kmtl.weighting.gradnorm import GradNorm
 from kmtl.weighting.nash_mtl import NashMTL
+from kmtl.weighting.upgrad import UPGrad
+from kmtl.weighting.dualproj import DualProj
+from kmtl.weighting.aligned_mtl import AlignedMTL
+from kmtl.weighting.config import ConFIG
+
+# isort: on
 
 __all__ = [
     "AlignedMTL",
@@ -53,24 +64,16 @@ __all__ = [
     "get",
 ]
 
-# Name -> class (or factory) for `compile(weighting="name")`.
-STRATEGIES = {
-    "equal": Equal,
-    "static": Static,
-    "uncertainty": Uncertainty,
-    **_dynamic.NAMES,
-    **_gradient_level.NAMES,
-    **_nash_mtl.NAMES,
-    **_conic.NAMES,
-    **_aligned.NAMES,
-}
-
 
 def get(identifier: Any) -> Weighting:
-    """Returns a fresh `Weighting` for a name, a serialised config or a `Weighting` object.
+    """Returns the `Weighting` that `compile(weighting=identifier)` uses.
+
+    A name (a key of `STRATEGIES`) or a serialised config makes a new strategy; None makes `Equal()`. A
+    `Weighting` object is returned as it is: it keeps its state for the one model it is compiled with (compiling
+    a second model with it raises a `ValueError`; pass each model its own object, or a name).
 
     Raises:
-        ValueError: for an unknown name, listing the known ones.
+        ValueError: for an unknown name, listing the known ones, or anything else that is not a strategy.
     """
     if isinstance(identifier, Weighting):
         return identifier

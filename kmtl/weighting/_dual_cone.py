@@ -1,4 +1,5 @@
-"""UPGrad and DualProj: projections onto the dual cone of the task gradients, and the small QP solver they share.
+"""What UPGrad and DualProj share: the projection onto the dual cone of the task gradients (a small QP solver) and
+their arguments.
 
 The dual cone of the gradients `g_1..g_T` (the rows of `G`) is `{x : G x >= 0}`: the update directions `x` (the
 parameters move by `-learning_rate * x`) along which, to first order, no task's loss increases. Projecting
@@ -10,12 +11,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import keras
 import numpy as np
 from keras import ops
 
+from kmtl._checks import check_positive_int
 from kmtl.weighting.base import GradientWeighting
-from kmtl.weighting.min_norm import combine_rows, gram_matrix
 
 # Projected-Newton settings: the largest step that counts a variable near zero as "at its bound", the Armijo
 # constant, how many times a Newton direction is recomputed after pinning variables it would push below zero, and the
@@ -129,13 +129,13 @@ def _projected_newton_step(hessian, linear):
     return step
 
 
-def _preference(pref_vector, num_tasks: int, dtype="float32"):
+def preference(pref_vector, num_tasks: int, dtype="float32"):
     if pref_vector is None:
         return ops.full((num_tasks,), 1.0 / num_tasks, dtype=dtype)
     return ops.convert_to_tensor(pref_vector, dtype=dtype)
 
 
-class _DualConeWeighting(GradientWeighting):
+class DualConeWeighting(GradientWeighting):
     """Shared arguments and checks of UPGrad and DualProj."""
 
     def __init__(
@@ -155,10 +155,7 @@ class _DualConeWeighting(GradientWeighting):
                     f"not all zero. Received: pref_vector={pref_vector!r}"
                 )
             pref_vector = [float(v) for v in values]
-        if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 1:
-            raise ValueError(
-                f"Invalid value for `iterations`. Expected a positive int. Received: iterations={iterations!r}"
-            )
+        check_positive_int("iterations", iterations)
         if isinstance(ridge, bool) or not (isinstance(ridge, (int, float)) and 0 < ridge < 1):
             raise ValueError(f"Invalid value for `ridge`. Expected a float in (0, 1). Received: ridge={ridge!r}")
         self.pref_vector = pref_vector
@@ -179,84 +176,3 @@ class _DualConeWeighting(GradientWeighting):
             "iterations": self.iterations,
             "ridge": self.ridge,
         }
-
-
-@keras.saving.register_keras_serializable(package="kmtl")
-class UPGrad(_DualConeWeighting):
-    """Unconflicting projection of gradients: each task's gradient projected onto the dual cone, then averaged.
-
-    Every `g_i` is projected onto `{x : G x >= 0}` (the directions that conflict with no task) and the projections are
-    combined with `pref_vector` (by default the mean, as in the paper; kmtl's "equal" weighting is the sum, so UPGrad
-    steps are about `1/T` as long). Gradients that conflict with no other pass unchanged, so with no conflict at all
-    UPGrad is the mean gradient. The direction has a non-negative inner product with every task's gradient (up to
-    the solver's tiny ridge). The projections are solved by `dual_cone_weights` on the `T x T` Gram matrix, formed in
-    float64 like MGDA's (`kmtl.weighting.min_norm.gram_matrix`; GPUs never use TF32 for it); the logged weights are
-    the coefficients of each task's gradient in the direction (the `pref_vector`-weighted sum of the projections'
-    weights).
-
-    Args:
-        pref_vector: list of floats or None. Weights of the projected gradients, one per task; None means `1/T` each.
-        iterations: int. Iterations of the fixed-length QP solver.
-        ridge: float. Proximal ridge of the QP, relative to squared gradient norms (see `dual_cone_weights`).
-        rep_grad: bool. Aggregate gradients of the shared representation instead of the shared parameters.
-        **kwargs: passed to `GradientWeighting`.
-
-    Example:
-
-    >>> from kmtl import Task
-    >>> strategy = UPGrad()
-    >>> strategy.configure([Task("a", "binary"), Task("b", "binary")])
-    >>> direction, weights = strategy.aggregate(ops.convert_to_tensor([[1.0, 0.0], [-1.0, 1.0]]), None)
-    >>> [round(float(v), 4) for v in direction], [round(float(v), 4) for v in weights]
-    ([0.25, 0.75], [1.0, 0.75])
-
-    Reference:
-        Quinton & Rey (2024). Jacobian Descent for Multi-Objective Optimization. arXiv:2406.16232.
-    """
-
-    def aggregate(self, grads, losses):
-        gram = gram_matrix(grads)
-        pref = _preference(self.pref_vector, self.num_tasks, gram.dtype)
-        weights = ops.sum(dual_cone_weights(gram, ops.diag(pref), self.iterations, self.ridge), axis=0)
-        weights = ops.cast(weights, grads.dtype)
-        return combine_rows(weights, grads), weights
-
-
-@keras.saving.register_keras_serializable(package="kmtl")
-class DualProj(_DualConeWeighting):
-    """The averaged gradient projected onto the dual cone of the task gradients.
-
-    The combination `sum_i p_i g_i` (by default the mean, `p_i = 1/T`, as in the paper) is projected onto
-    `{x : G x >= 0}`, so the direction conflicts with no task; with no conflict it is the mean gradient. This is the
-    projection step of Gradient Episodic Memory applied to multi-task learning. Solved on the float64 Gram matrix like
-    `UPGrad`; the logged weights are the coefficients of each task's gradient in the direction.
-
-    Args:
-        pref_vector: list of floats or None. Weights of the combination that is projected; None means `1/T` each.
-        iterations: int. Iterations of the fixed-length QP solver.
-        ridge: float. Proximal ridge of the QP, relative to squared gradient norms (see `dual_cone_weights`).
-        rep_grad: bool. Aggregate gradients of the shared representation instead of the shared parameters.
-        **kwargs: passed to `GradientWeighting`.
-
-    Example:
-
-    >>> from kmtl import Task
-    >>> strategy = DualProj()
-    >>> strategy.configure([Task("a", "binary"), Task("b", "binary")])
-    >>> direction, weights = strategy.aggregate(ops.convert_to_tensor([[1.0, 0.0], [-3.0, 1.0]]), None)
-    >>> [round(float(v), 4) for v in direction], [round(float(v), 4) for v in weights]  # the mean is (-1, 0.5)
-    ([0.0, 0.5], [1.5, 0.5])
-
-    Reference:
-        Quinton & Rey (2024). Jacobian Descent for Multi-Objective Optimization. arXiv:2406.16232.
-        Lopez-Paz & Ranzato (2017). Gradient Episodic Memory for Continual Learning. NeurIPS.
-    """
-
-    def aggregate(self, grads, losses):
-        gram = gram_matrix(grads)
-        pref = _preference(self.pref_vector, self.num_tasks, gram.dtype)
-        weights = ops.cast(dual_cone_weights(gram, pref[None, :], self.iterations, self.ridge)[0], grads.dtype)
-        return combine_rows(weights, grads), weights
-
-
-NAMES = {"upgrad": UPGrad, "dualproj": DualProj}

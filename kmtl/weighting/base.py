@@ -1,12 +1,49 @@
-"""The interface every task-weighting strategy implements."""
+"""The interface every task-weighting strategy implements, and the registry of strategy names.
+
+A strategy's module registers it under the names `compile(weighting=...)` accepts with `@register("name")`;
+`kmtl.weighting` imports every method module so that `STRATEGIES` is complete.
+"""
 
 from __future__ import annotations
 
-from typing import Sequence
+import weakref
+from typing import Callable, Sequence
 
 import keras
 
 from kmtl.tasks import Task
+
+# Name -> class (or factory) for `compile(weighting="name")`, filled by `register`.
+STRATEGIES: dict[str, Callable[[], "Weighting"]] = {}
+
+
+def register(name: str):
+    """Class (or factory) decorator: `compile(weighting=name)` and `kmtl.weighting.get(name)` then make one.
+
+    Example:
+
+    >>> @register("my_equal")  # doctest: +SKIP
+    ... class MyEqual(Weighting): ...
+
+    Raises:
+        ValueError: when another strategy already has the name.
+    """
+
+    def decorate(factory):
+        known = STRATEGIES.get(name)
+        if known is not None and _qualified(known) != _qualified(factory):
+            raise ValueError(
+                f"A weighting strategy named {name!r} is already registered ({_qualified(known)}). "
+                f"Received: {_qualified(factory)}"
+            )
+        STRATEGIES[name] = factory
+        return factory
+
+    return decorate
+
+
+def _qualified(factory) -> str:
+    return f"{factory.__module__}.{factory.__qualname__}"
 
 
 class Weighting(keras.layers.Layer):
@@ -33,17 +70,48 @@ class Weighting(keras.layers.Layer):
         self.task_names: tuple[str, ...] = ()
         self.task_kinds: tuple[str, ...] = ()
         self.loss_weights: tuple[float, ...] = ()
+        self._owner = None  # weak reference to the model this strategy serves
 
-    def configure(self, tasks: Sequence[Task]) -> None:
-        """Records the tasks and creates the strategy's state. Called by `MultiTaskModel.compile`."""
+    def configure(self, tasks: Sequence[Task], model=None) -> None:
+        """Records the tasks and creates the strategy's state. Called by `MultiTaskModel.compile`.
+
+        A strategy object serves one model: its state (weights, histories) is sized and kept for that model's tasks.
+        Compiling the same model again with it is fine, and so is passing it to another model once the first one
+        has been compiled with another strategy.
+
+        Args:
+            tasks: list of `kmtl.Task`, in the model's order.
+            model: the model that will use the strategy (`MultiTaskModel.compile` passes itself), or None.
+
+        Raises:
+            ValueError: when the strategy already serves another model.
+        """
+        if model is not None:
+            self._claim(model)
         self.task_names = tuple(t.name for t in tasks)
         self.task_kinds = tuple(t.kind for t in tasks)
         self.loss_weights = tuple(t.loss_weight for t in tasks)
         self.create_state(len(tasks))
         self.built = True
 
+    def _claim(self, model) -> None:
+        owner = self._owner() if self._owner is not None else None
+        if owner is not None and owner is not model and getattr(owner, "weighting", None) is self:
+            raise ValueError(
+                f"This Weighting object is already used by model '{owner.name}'; pass a new one (or a name) to each "
+                f"model. Received: weighting={self!r}"
+            )
+        self._owner = weakref.ref(model)
+
     def create_state(self, num_tasks: int) -> None:
         """Creates variables that depend on the number of tasks. Stateless strategies create none."""
+
+    def _add_state(self, shape, name: str):
+        """A float32 non-trainable zero variable for per-task statistics; under `tf.distribute` replicas' updates
+        are averaged."""
+        return self.add_weight(
+            shape=shape, initializer="zeros", name=name, trainable=False, aggregation="mean", dtype="float32"
+        )
 
     @property
     def num_tasks(self) -> int:

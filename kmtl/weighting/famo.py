@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import keras
 from keras import ops
 
-from kmtl.weighting.base import Weighting
+from kmtl._checks import check_choice, check_number
+from kmtl.weighting.base import Weighting, register
 
 # Floor of `L_i - min_i`, as the `+ 1e-8` of the authors' code: keeps log and division finite at the minimum.
 _EPSILON = 1e-8
@@ -16,6 +15,7 @@ _OPTIMIZERS = ("adam", "sgd")
 _BETA_1, _BETA_2, _ADAM_EPSILON = 0.9, 0.999, 1e-8
 
 
+@register("famo")
 @keras.saving.register_keras_serializable(package="kmtl")
 class FAMO(Weighting):
     """Fast adaptive multitask optimisation: weights that make all task losses fall at the same relative rate.
@@ -60,18 +60,15 @@ class FAMO(Weighting):
 
     def __init__(self, gamma=0.01, learning_rate=0.025, min_losses=0.0, logits_optimizer="adam", **kwargs):
         super().__init__(**kwargs)
-        self.gamma = _number("gamma", gamma, allow_zero=True)
-        self.learning_rate = _number("learning_rate", learning_rate)
+        self.gamma = check_number("gamma", gamma, allow_zero=True)
+        self.learning_rate = check_number("learning_rate", learning_rate)
         if isinstance(min_losses, (list, tuple)):
-            self.min_losses = [_number("min_losses", m, allow_zero=True, allow_negative=True) for m in min_losses]
+            self.min_losses = [
+                check_number("min_losses", m, allow_zero=True, allow_negative=True) for m in min_losses
+            ]
         else:
-            self.min_losses = _number("min_losses", min_losses, allow_zero=True, allow_negative=True)
-        if logits_optimizer not in _OPTIMIZERS:
-            raise ValueError(
-                f"Invalid value for `logits_optimizer`. Expected one of {list(_OPTIMIZERS)}. "
-                f"Received: logits_optimizer={logits_optimizer!r}"
-            )
-        self.logits_optimizer = logits_optimizer
+            self.min_losses = check_number("min_losses", min_losses, allow_zero=True, allow_negative=True)
+        self.logits_optimizer = check_choice("logits_optimizer", logits_optimizer, _OPTIMIZERS)
 
     def create_state(self, num_tasks):
         if isinstance(self.min_losses, list) and len(self.min_losses) != num_tasks:
@@ -80,18 +77,13 @@ class FAMO(Weighting):
                 f"Received: min_losses={self.min_losses}"
             )
         tasks = (num_tasks,)
-        self.logits = self._state(tasks, "logits")
-        self.previous_losses = self._state(tasks, "previous_losses")
-        self.has_previous = self._state((), "has_previous")
+        self.logits = self._add_state(tasks, "logits")
+        self.previous_losses = self._add_state(tasks, "previous_losses")
+        self.has_previous = self._add_state((), "has_previous")
         if self.logits_optimizer == "adam":
-            self.logits_m = self._state(tasks, "logits_m")
-            self.logits_v = self._state(tasks, "logits_v")
-            self.logits_steps = self._state((), "logits_steps")
-
-    def _state(self, shape, name):
-        return self.add_weight(
-            shape=shape, initializer="zeros", name=name, trainable=False, aggregation="mean", dtype="float32"
-        )
+            self.logits_m = self._add_state(tasks, "logits_m")
+            self.logits_v = self._add_state(tasks, "logits_v")
+            self.logits_steps = self._add_state((), "logits_steps")
 
     def _gaps(self, losses):
         floor = ops.convert_to_tensor(self.min_losses, losses.dtype)
@@ -143,18 +135,3 @@ class FAMO(Weighting):
             "min_losses": self.min_losses,
             "logits_optimizer": self.logits_optimizer,
         }
-
-
-def _number(name, value, allow_zero=False, allow_negative=False):
-    """`value` as a float, or a ValueError naming the argument when it is not a finite number in range."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    in_range = allow_negative or number > 0 or (allow_zero and number == 0)
-    if isinstance(value, bool) or not (math.isfinite(number) and in_range):
-        expected = (
-            "a finite number" if allow_negative else "a non-negative number" if allow_zero else "a positive number"
-        )
-        raise ValueError(f"Invalid value for `{name}`. Expected {expected}. Received: {name}={value!r}")
-    return number

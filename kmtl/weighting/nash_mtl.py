@@ -6,8 +6,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from kmtl.weighting.base import GradientWeighting
-from kmtl.weighting.min_norm import combine_rows, gram_matrix
+from kmtl._checks import check_positive_int
+from kmtl.weighting._gradients import combine_rows, gram_matrix
+from kmtl.weighting.base import GradientWeighting, register
 
 # Step lengths tried by the Newton line search (1, 1/2, ..., 1/2048); the damped step 1/(1 + decrement) is the
 # fallback, always feasible and decreasing for this self-concordant objective.
@@ -77,6 +78,7 @@ def nash_weights(gram, iterations: int = 20, ridge: float = 1e-6):
     return beta * inv_norms
 
 
+@register("nash_mtl")
 @keras.saving.register_keras_serializable(package="kmtl")
 class NashMTL(GradientWeighting):
     """Nash-MTL: the update whose utility gains `log(g_i . d)` form the Nash bargaining solution of the tasks.
@@ -84,7 +86,7 @@ class NashMTL(GradientWeighting):
     The direction is `d = sum_i alpha_i g_i` with `alpha > 0` solving `(G G^T) alpha = 1 / alpha` (Navon et al. 2022,
     Eq. 3), i.e. `g_i . d = 1 / alpha_i` for every task: a task with a small gradient gets a large weight, and the
     direction does not change when a task's loss is rescaled. `alpha` is solved on the `T x T` Gram matrix, formed in
-    float64 like MGDA's (`kmtl.weighting.min_norm.gram_matrix`), by `nash_weights` (Newton's method with a fixed
+    float64 like MGDA's, by `nash_weights` (Newton's method with a fixed
     number of steps and a `1e-6` ridge on the cosine matrix; see there).
     The scale is the paper's (no normalisation of `alpha`), and, as in the paper's code, the direction is then clipped
     to norm `max_norm`. The logged weights are the coefficients of each task's gradient in the direction, `alpha`
@@ -130,9 +132,8 @@ class NashMTL(GradientWeighting):
                 "Invalid value for `max_norm`. Expected a float >= 0 (0 disables clipping). "
                 f"Received: max_norm={max_norm!r}"
             )
-        for name, value in (("update_weights_every", update_weights_every), ("iterations", iterations)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"Invalid value for `{name}`. Expected a positive int. Received: {name}={value!r}")
+        check_positive_int("update_weights_every", update_weights_every)
+        check_positive_int("iterations", iterations)
         self.max_norm = float(max_norm)
         self.update_weights_every = int(update_weights_every)
         self.iterations = int(iterations)
@@ -168,6 +169,3 @@ class NashMTL(GradientWeighting):
             "update_weights_every": self.update_weights_every,
             "iterations": self.iterations,
         }
-
-
-NAMES = {"nash_mtl": NashMTL}
