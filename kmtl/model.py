@@ -325,6 +325,11 @@ class MultiTaskModel(MultiWorkerSupport, keras.Model):
             callbacks.append(_StrategyEpochEnd(strategy))
         if nan_guard and not any(isinstance(c, TaskNaNGuard) for c in callbacks):
             callbacks.append(TaskNaNGuard())
+        verbose = args[2] if len(args) > 2 else kwargs.get("verbose", "auto")
+        if verbose != 0 and not any(isinstance(c, keras.callbacks.ProgbarLogger) for c in callbacks):
+            from kmtl.training.progress import TaskProgbarLogger
+
+            callbacks.append(TaskProgbarLogger())  # a line that fits the terminal; History keeps every value
         if positional:
             args = (*args[:3], callbacks, *args[4:])
         else:
