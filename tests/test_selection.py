@@ -42,8 +42,8 @@ def test_saves_only_when_delta_m_improves(tmp_path, model):
     checkpoint.set_model(model)
     checkpoint.on_train_begin()
     logs = _epoch(checkpoint, 0, auc=0.76, mae=2.2, model=model)
-    # Δm = ((0.76 - 0.8) / 0.8 - (2.2 - 2.0) / 2.0) / 2 = (-0.05 - 0.1) / 2
-    assert logs["val_delta_m"] == pytest.approx(-0.075)
+    # Δm = ((0.76 - 0.8) / 0.8 - (2.2 - 2.0) / 2.0) / 2 = (-0.05 - 0.1) / 2; val_mtl_score = 1 + Δm
+    assert logs["val_delta_m"] == pytest.approx(-0.075) and logs["val_mtl_score"] == pytest.approx(0.925)
     assert _saved_kernel(path) == 0.0
     first = (path.stat().st_mtime_ns, path.read_bytes())
     logs = _epoch(checkpoint, 1, auc=0.72, mae=2.2, model=model)  # worse: no save
@@ -57,16 +57,20 @@ def test_saves_only_when_delta_m_improves(tmp_path, model):
     assert [p.name for p in tmp_path.iterdir()] == ["best.keras"]  # no temporary file left behind
 
 
-def test_weighted_mean_of_metrics_normalised_by_the_first_epoch(tmp_path, model):
+def test_weighted_mean_of_normalised_metrics(tmp_path, model):
+    """kmtl's one multi-task score: a metric to maximise as is, an error e as 1 / (1 + e / scale)."""
     path = tmp_path / "best.keras"
-    checkpoint = MultiTaskCheckpoint(path, weights={"a": 3.0, "r": 1.0})
+    checkpoint = MultiTaskCheckpoint(path, weights={"a": 3.0, "r": 1.0}, scales={"r": 2.0})
     checkpoint.set_model(model)
     checkpoint.on_train_begin()
-    assert _epoch(checkpoint, 0, auc=0.5, mae=2.0, model=model)["val_mtl_score"] == 0.0
     # Defaults: `auc` for the binary task, `mae` for the regression task (lower is better).
+    assert _epoch(checkpoint, 0, auc=0.5, mae=2.0, model=model)["val_mtl_score"] == pytest.approx((3 * 0.5 + 0.5) / 4)
     logs = _epoch(checkpoint, 1, auc=0.6, mae=2.5, model=model)
-    assert logs["val_mtl_score"] == pytest.approx((3 * 0.2 - 0.25) / 4)
+    assert logs["val_mtl_score"] == pytest.approx((3 * 0.6 + 1 / (1 + 2.5 / 2)) / 4)
     assert _saved_kernel(path) == 1.0
+    logs = _epoch(checkpoint, 2, auc=0.6, mae=4.0, model=model)  # worse: the file keeps epoch 1
+    assert logs["val_mtl_score"] == pytest.approx((3 * 0.6 + 1 / 3) / 4)
+    assert _saved_kernel(path) == 1.0 and checkpoint.best_epoch == 1
 
 
 def test_refuses_an_existing_file_unless_overwrite(tmp_path, model):
@@ -95,6 +99,8 @@ def test_refuses_an_existing_file_unless_overwrite(tmp_path, model):
         ({"baselines": {"a": 0.0}, "metrics": {"a": "auc"}}, "finite non-zero"),
         ({"weights": {"a": -1.0}}, "values >= 0"),
         ({"metrics": {"a": 3}}, r"metrics\['a'\]=3"),
+        ({"scales": {"r": 0.0}}, r"scales=\{'r': 0.0\}"),
+        ({"metrics": {"a": "pr"}}, r"Cannot tell whether metric 'pr'"),
     ],
 )
 def test_bad_arguments(kwargs, fragment, tmp_path):

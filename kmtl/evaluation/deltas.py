@@ -13,25 +13,10 @@ from typing import Mapping
 import numpy as np
 
 from kmtl.evaluation.scores import TaskScorer, nme_metric, reports_dice
+from kmtl.evaluation.scoring import LOWER_IS_BETTER, lower_is_better, relative_improvement  # noqa: F401 (re-exported)
 from kmtl.tasks import Task
 
-# Metrics (as named in reports and Keras logs) for which a lower value is better; any other is higher-is-better.
-LOWER_IS_BETTER = frozenset(
-    {"loss", "mae", "mse", "rmse", "nme", "crossentropy", "error", "mape", "msle", "logcosh", "hinge"}
-)
 PRIMARY_METRICS = {"binary": "auroc", "multiclass": "accuracy", "multilabel": "auroc_macro", "regression": "mae"}
-
-
-def lower_is_better(metric: str) -> bool:
-    """Whether a lower value of `metric` is better (`loss`, `mae`, `rmse`, `nme`, ...); a `val_` prefix is ignored.
-
-    Example:
-
-    >>> lower_is_better("val_mae"), lower_is_better("auroc")
-    (True, False)
-    """
-    name = metric[4:] if metric.startswith("val_") else metric
-    return name in LOWER_IS_BETTER or name.endswith("_loss") or name.endswith("_error")
 
 
 def primary_metric(task: Task) -> tuple[str, bool]:
@@ -46,23 +31,6 @@ def primary_metric(task: Task) -> tuple[str, bool]:
         return "nme", True
     metric = PRIMARY_METRICS[task.kind]
     return metric, lower_is_better(metric)
-
-
-def relative_improvement(mtl: float, single: float, lower_is_better: bool) -> float:
-    """`(-1)^l (mtl - single) / |single|`, positive when the multi-task model is better; NaN when `single` is 0.
-
-    Example:
-
-    >>> round(relative_improvement(0.9, 0.8, False), 4), round(relative_improvement(4.0, 5.0, True), 4)
-    (0.125, 0.2)
-
-    Reference:
-        Maninis, Radosavovic & Kokkinos (2019). Attentive Single-Tasking of Multiple Tasks. CVPR.
-    """
-    if single == 0 or not (math.isfinite(single) and math.isfinite(mtl)):
-        return float("nan")
-    change = (mtl - single) / abs(single)
-    return float(-change if lower_is_better else change)
 
 
 def delta_m(
@@ -121,14 +89,14 @@ def resolve_primary_metrics(tasks, overrides=None) -> dict:
         if given is None:
             chosen[task.name] = primary_metric(task)
             continue
-        metric, lower = (given, lower_is_better(given)) if isinstance(given, str) else tuple(given)
+        metric, lower = (given, None) if isinstance(given, str) else tuple(given)
         known = _report_metrics(task)
         if metric not in known:
             raise ValueError(
                 f"Task '{task.name}': invalid value for `primary_metrics`. Expected one of {sorted(known)}. "
                 f"Received: primary_metrics[{task.name!r}]={metric!r}"
             )
-        chosen[task.name] = (metric, bool(lower))
+        chosen[task.name] = (metric, lower_is_better(metric) if lower is None else bool(lower))
     return chosen
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import keras
 
 from kmtl._files import write_file
-from kmtl.evaluation.deltas import lower_is_better, relative_improvement
+from kmtl.evaluation.scoring import lower_is_better, multitask_score
 
 # Logged metrics tried in order for a task's score when `metrics` does not name one (Keras log names).
 _DEFAULT_LOG_METRICS = {
@@ -23,13 +23,15 @@ _DEFAULT_LOG_METRICS = {
 class MultiTaskCheckpoint(keras.callbacks.Callback):
     """Saves the model (`.keras`) whenever its multi-task score on validation data is the best so far.
 
-    At each epoch end every scored task's metric is read from the logs (`val_<task>_<metric>`) and turned into a
-    signed relative improvement `(-1)^l (M - R) / |R|` over a reference `R` (`l` = 1 when lower is better):
+    At each epoch end every scored task's metric is read from the logs (`val_<task>_<metric>`) and the tasks are
+    combined by `kmtl.evaluation.scoring.multitask_score`, the one multi-task score of kmtl (the tuning objective
+    logs the same number), logged as `val_mtl_score`:
 
-    - with `baselines` (single-task results for the same metric and validation data) the score is Δm, the mean
-      improvement over the baseline tasks (weighted by `weights` if given), logged as `val_delta_m`;
-    - without, the reference is each metric's value after the first epoch, the score is the weighted mean of these
-      normalised metrics, logged as `val_mtl_score`.
+    - without `baselines`, a metric to maximise counts as is and a metric to minimise as `1 / (1 + m / s)` with
+      the task's `scales` entry `s` (default 1);
+    - with `baselines` (single-task results for the same metric and validation data) each task counts as
+      `1 + (-1)^l (M - B) / |B|` (`l` = 1 when lower is better), so the score minus 1 is Δm, the (weighted) mean
+      improvement over the baseline tasks, which is also logged as `val_delta_m`.
 
     Higher scores are better. The file is written atomically (a temporary file in the same folder, then a rename),
     so a crash never leaves a half-written model. A file at `filepath` that this callback did not write (one
@@ -43,6 +45,7 @@ class MultiTaskCheckpoint(keras.callbacks.Callback):
         metrics: dict `{task: metric}` or `{task: (metric, lower_is_better)}`: the logged metric per task (`"mae"`
             for `val_age_mae`). Defaults per kind: binary/multilabel `auc` (else `accuracy`), multiclass `accuracy`,
             regression `nme`, `mae`, `rmse` or `mse`, whichever is logged first; else the task's `loss`.
+        scales: dict `{task: error scale > 0}` for minimised metrics without baseline (see above).
         prefix: str. Log prefix of the monitored values (`"val_"`; `""` monitors training metrics).
         overwrite: bool. Allow replacing an existing file at `filepath`.
         verbose: int. 1 prints a line when the model is saved.
@@ -58,8 +61,8 @@ class MultiTaskCheckpoint(keras.callbacks.Callback):
         Maninis, Radosavovic & Kokkinos (2019). Attentive Single-Tasking of Multiple Tasks. CVPR.
     """
 
-    def __init__(self, filepath, *, baselines=None, weights=None, metrics=None, prefix="val_", overwrite=False,
-                 verbose=0):
+    def __init__(self, filepath, *, baselines=None, weights=None, metrics=None, scales=None, prefix="val_",
+                 overwrite=False, verbose=0):
         super().__init__()
         self.filepath = Path(filepath)
         if self.filepath.suffix != ".keras":
@@ -67,6 +70,10 @@ class MultiTaskCheckpoint(keras.callbacks.Callback):
         self.baselines = None if baselines is None else {k: float(v) for k, v in dict(baselines).items()}
         self.weights = None if weights is None else {k: float(v) for k, v in dict(weights).items()}
         self.metrics = {k: _metric_spec(k, v) for k, v in dict(metrics or {}).items()}
+        self.scales = {k: float(v) for k, v in dict(scales or {}).items()}
+        bad = {k: v for k, v in self.scales.items() if not (math.isfinite(v) and v > 0)}
+        if bad:
+            raise ValueError(f"Invalid value for `scales`. Expected finite values > 0. Received: scales={bad}")
         self.prefix = prefix
         self.overwrite = bool(overwrite)
         self.verbose = verbose
@@ -87,7 +94,7 @@ class MultiTaskCheckpoint(keras.callbacks.Callback):
         self.score_name = f"{prefix}delta_m" if self.baselines is not None else f"{prefix}mtl_score"
         self._written = False
         self._refuse_existing()
-        self.best_score, self.best_epoch, self.scores, self.reference = -math.inf, None, [], None
+        self.best_score, self.best_epoch, self.scores = -math.inf, None, []
 
     def _refuse_existing(self):
         if self.filepath.exists() and not self.overwrite and not self._written:
@@ -107,19 +114,17 @@ class MultiTaskCheckpoint(keras.callbacks.Callback):
         if sum((self.weights or {t: 1.0 for t in scored}).get(t, 0.0) for t in scored) <= 0:
             raise ValueError(f"Invalid value for `weights`. The scored tasks {scored} all have weight 0.")
         self._scored = scored
-        self.best_score, self.best_epoch, self.scores, self.reference = -math.inf, None, [], self.baselines
+        self.best_score, self.best_epoch, self.scores = -math.inf, None, []
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         values = {task: self._value(task, logs) for task in self._scored}
-        if self.reference is None:
-            self.reference = dict(values)  # normalise by the first epoch's values
+        directions = {task: "min" if self._spec(task, logs)[1] else "max" for task in self._scored}
         weights = self.weights or {task: 1.0 for task in self._scored}
-        total = sum(weights.get(t, 0.0) for t in self._scored)
-        score = sum(
-            weights.get(t, 0.0) * relative_improvement(values[t], self.reference[t], self._spec(t, logs)[1])
-            for t in self._scored
-        ) / total
+        mtl_score = multitask_score(values, directions, weights={t: weights.get(t, 0.0) for t in self._scored},
+                                    baselines=self.baselines, scales=self.scales)
+        logs[f"{self.prefix}mtl_score"] = mtl_score
+        score = mtl_score - 1.0 if self.baselines is not None else mtl_score  # Δm with baselines
         logs[self.score_name] = score
         self.scores.append(score)
         if math.isfinite(score) and score > self.best_score:

@@ -1,5 +1,8 @@
 """A multi-task tuning objective: one score from every task's metric, written into the epoch logs.
 
+The score is `kmtl.evaluation.scoring.multitask_score`, the one definition of `val_mtl_score` (also logged by
+`kmtl.evaluation.MultiTaskCheckpoint`), and metric directions come from `kmtl.evaluation.scoring.metric_direction`.
+
 `MultiTaskObjective` is a `keras_tuner.Objective` named `val_mtl_score` (direction `"max"`); its `callback()`,
 placed before keras-tuner's own callbacks, writes `mtl_score` and `val_mtl_score` into each epoch's logs, so the
 oracle, `EarlyStopping(monitor="val_mtl_score")` and `History` all see the same number.
@@ -14,40 +17,7 @@ from typing import Mapping, Sequence
 import keras
 import keras_tuner
 
-# Metric names (as logged, after `<task>_`) whose larger values are better, and those whose smaller ones are.
-_MAX_SUFFIXES = ("accuracy", "auc", "precision", "recall", "f1_score", "fbeta_score", "iou", "dice", "kappa",
-                 "r2_score", "correlation")
-_MIN_SUFFIXES = ("loss", "error", "mae", "mse", "rmse", "msle", "mape", "nme", "crossentropy", "hinge",
-                 "deviation", "mad")
-
-
-def metric_direction(metric: str) -> str:
-    """`"max"` or `"min"` for a metric name such as `"accuracy"`, `"auc"`, `"mae"` or `"loss"`.
-
-    Args:
-        metric: str. The metric's name as logged after `<task>_` (e.g. `"accuracy"` for `val_smiling_accuracy`).
-
-    Returns:
-        `"max"` when larger values are better, `"min"` when smaller ones are.
-
-    Raises:
-        ValueError: for a name that says neither; pass `directions={task: "max"|"min"}` then.
-
-    Example:
-
-    >>> metric_direction("top_2_accuracy"), metric_direction("nme")
-    ('max', 'min')
-    """
-    name = metric.lower()
-    if name.endswith(_MAX_SUFFIXES):
-        return "max"
-    if name.endswith(_MIN_SUFFIXES):
-        return "min"
-    raise ValueError(
-        f"Cannot tell whether metric {metric!r} is better larger or smaller; pass "
-        f"`directions={{task: 'max' or 'min'}}`. Received: metric={metric!r}"
-    )
-
+from kmtl.evaluation.scoring import metric_direction, multitask_score, normalised_metric
 
 def _metric_name(metric) -> str:
     if isinstance(metric, str):
@@ -152,12 +122,7 @@ class MultiTaskObjective(keras_tuner.Objective):
 
     def normalised(self, task: str, value: float) -> float:
         """The task's normalised value `n_t` (see the class docstring) for a metric value."""
-        value = float(value)
-        baseline = self.baselines[task]
-        maximise = self.directions[task] == "max"
-        if baseline is not None:
-            return value / baseline if maximise else 2.0 - value / baseline
-        return value if maximise else 1.0 / (1.0 + value / self.scales[task])
+        return normalised_metric(value, self.directions[task], baseline=self.baselines[task], scale=self.scales[task])
 
     def score(self, logs: Mapping[str, float], prefix: str | None = None) -> float:
         """The weighted mean of normalised task metrics read from `logs`.
@@ -170,15 +135,16 @@ class MultiTaskObjective(keras_tuner.Objective):
             ValueError: naming the task and the log key when a metric is not in `logs`.
         """
         prefix = ("val_" if self.validation else "") if prefix is None else prefix
-        total = 0.0
+        values = {}
         for task, key in self.log_keys(prefix).items():
             if key not in logs:
                 raise ValueError(
                     f"Task '{task}': the objective reads `{key}`, which is not in the logs. Logged: {sorted(logs)}. "
                     "Pass `metrics={task: name}` naming a metric the model logs."
                 )
-            total += self.weights[task] * self.normalised(task, logs[key])
-        return total / sum(self.weights.values())
+            values[task] = logs[key]
+        return multitask_score(values, self.directions, weights=self.weights, baselines=self.baselines,
+                               scales=self.scales)
 
     def has_value(self, logs):
         return self.name in logs or all(k in logs for k in self.log_keys(self._prefix).values())
