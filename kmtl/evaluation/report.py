@@ -15,6 +15,17 @@ from kmtl.evaluation.scores import (
     geometric_mean,
 )
 
+# Fewer labelled examples than this (or a single class present) make a classification task's test scores
+# meaningless: the table shows "n/a (too few examples: ...)" instead of them (the values stay in the report).
+MIN_EXAMPLES = 10
+# Columns the table keeps for a task with too few examples: they come from the loss, not from scoring.
+_LOSS_COLUMNS = ("loss", "weight")
+WEIGHT_NOTE = "weight: the task's weight in the total loss as the weighting strategy set it (mean over the batches)."
+NEGATIVE_LOSS_NOTE = (
+    "overall loss: the weighted total the optimiser minimises, with the weighting's own terms (uncertainty "
+    "weighting adds log σ² per task), so it can be below 0."
+)
+
 # Keras metrics that `evaluate` replaces with exact values from scikit-learn (Keras's AUC is a 200-threshold
 # approximation of the AUROC that the report computes exactly).
 _SUPERSEDED = {"auc"}
@@ -28,6 +39,8 @@ class EvaluationReport:
         overall: dict of values that belong to no single task (e.g. the total `loss`).
         kinds: dict `{task_name: kind}` for the table.
         confusion: dict `{task_name: ConfusionMatrix}` of classification tasks.
+        too_few: dict `{task_name: reason}` of tasks with too few labelled examples to score (see `MIN_EXAMPLES`):
+            the table shows "n/a" for their scores; `to_dict` and item access keep the values.
 
     Example:
 
@@ -36,11 +49,19 @@ class EvaluationReport:
     1.1
     """
 
-    def __init__(self, task_metrics: dict, overall: dict, kinds: dict | None = None, confusion: dict | None = None):
+    def __init__(
+        self,
+        task_metrics: dict,
+        overall: dict,
+        kinds: dict | None = None,
+        confusion: dict | None = None,
+        too_few: dict | None = None,
+    ):
         self.task_metrics = task_metrics
         self.overall = overall
         self.kinds = kinds or {}
         self.confusion = confusion or {}
+        self.too_few = too_few or {}
 
     def __getitem__(self, task: str) -> dict:
         return self.task_metrics[task]
@@ -111,7 +132,13 @@ class EvaluationReport:
         columns = []
         for metrics in self.task_metrics.values():
             columns += [m for m in metrics if m not in columns]
-        cells = {c: [_format(m[c], digits) if c in m else "-" for m in self.task_metrics.values()] for c in columns}
+        cells = {
+            c: [
+                "-" if c not in m else "n/a" if t in self.too_few and c not in _LOSS_COLUMNS else _format(m[c], digits)
+                for t, m in self.task_metrics.items()
+            ]
+            for c in columns
+        }
         lead = [["task"] + self.tasks, ["kind"] + [self.kinds.get(t, "") for t in self.tasks]]
         lead_width = sum(max(map(len, col)) + 2 for col in lead)
         blocks, used = [[]], lead_width
@@ -127,6 +154,11 @@ class EvaluationReport:
             lines += ([""] if lines else []) + _render(lead + block)
         if self.overall:
             lines.append("overall: " + ", ".join(f"{k}={_format(v, digits)}" for k, v in self.overall.items()))
+        lines += [f"{task}: n/a (too few examples: {reason})" for task, reason in self.too_few.items()]
+        if "weight" in columns:
+            lines.append(WEIGHT_NOTE)
+        if isinstance(self.overall.get("loss"), float) and self.overall["loss"] < 0:
+            lines.append(NEGATIVE_LOSS_NOTE)
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -217,7 +249,21 @@ def evaluate(
     accuracies = [a for a in accuracies if np.isfinite(a)]
     if accuracies:
         overall["geometric_mean_accuracy"] = geometric_mean(accuracies)
-    return EvaluationReport(task_metrics, overall, from_keras.kinds, confusion)
+    too_few = {name: _too_few(matrix) for name, matrix in confusion.items() if _too_few(matrix)}
+    return EvaluationReport(task_metrics, overall, from_keras.kinds, confusion, too_few)
+
+
+def _too_few(matrix) -> str | None:
+    """Why a classification task's test scores mean nothing (few examples, one class), or None."""
+    counts = np.asarray(matrix.matrix)
+    if counts.ndim == 3:  # multilabel: one 2x2 matrix per label, the entries of each counted
+        examples, classes = int(counts[0].sum()), 2 if (counts.sum(axis=2)[:, 1] > 0).any() else 1
+    else:
+        examples, classes = int(counts.sum()), int((counts.sum(axis=1) > 0).sum())
+    if examples >= MIN_EXAMPLES and classes >= 2:
+        return None
+    return (f"{examples} labelled, {classes} class{'es' if classes != 1 else ''} present; scores need at least "
+            f"{MIN_EXAMPLES} and 2 classes")
 
 
 def _labelled_predictions(model, data, y, batch_size):
