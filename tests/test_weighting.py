@@ -341,7 +341,8 @@ def test_strategy_names_are_unchanged():
 def test_model_saved_before_the_package_split_loads():
     # Written by tests/data/make_saved_strategies.py at commit 45ad1b7 (GradVac, SoftSharingL2, TaskRelationshipPrior).
     expected = json.loads((DATA / "saved_strategies_v0_1.json").read_text())
-    model = keras.saving.load_model(DATA / "saved_strategies_v0_1.keras", safe_mode=True)
+    assert kmtl.MultiTaskModel  # `import kmtl` is lazy: this registers the model class (kmtl.load_model does not yet)
+    model = kmtl.load_model(DATA / "saved_strategies_v0_1.keras", safe_mode=True)
     assert type(model.weighting) is kmtl.weighting.GradVac
     assert [type(p).__name__ for p in model.penalties] == ["SoftSharingL2", "TaskRelationshipPrior"]
     np.testing.assert_allclose(model.weighting.targets.numpy(), expected["targets"], rtol=1e-6)
@@ -351,3 +352,33 @@ def test_model_saved_before_the_package_split_loads():
     predictions = model.predict(np.asarray(expected["inputs"], "float32"), verbose=0)
     for name, values in expected["predictions"].items():
         np.testing.assert_allclose(predictions[name], values, rtol=1e-5, atol=1e-6)
+
+
+# === Old module paths (deprecated aliases for one release) ===
+
+
+@pytest.mark.parametrize(
+    "old, name, new",
+    [
+        ("kmtl.weighting.min_norm", "MGDA", kmtl.weighting.MGDA),
+        ("kmtl.weighting.min_norm", "gram_matrix", "kmtl.weighting._gradients"),
+        ("kmtl.weighting.gradient_level", "PCGrad", kmtl.weighting.PCGrad),
+        ("kmtl.weighting.gradient_stateful", "GradNorm", kmtl.weighting.GradNorm),
+        ("kmtl.weighting.dynamic", "RLW", kmtl.weighting.RLW),
+        ("kmtl.weighting.loss_level", "Uncertainty", kmtl.weighting.Uncertainty),
+        ("kmtl.weighting.aligned", "aligned_weights", "kmtl.weighting.aligned_mtl"),
+        ("kmtl.weighting.conic", "dual_cone_weights", "kmtl.weighting._dual_cone"),
+        ("kmtl.penalties_lowrank", "TraceNorm", kmtl.regularizers.TraceNorm),
+        ("kmtl.penalties_structured", "GroupLasso", kmtl.regularizers.GroupLasso),
+    ],
+)
+def test_old_module_paths_forward_with_a_deprecation_warning(old, name, new):
+    import importlib
+
+    module = importlib.import_module(old)
+    if isinstance(new, str):
+        new = getattr(importlib.import_module(new), name)
+    with pytest.warns(DeprecationWarning, match=rf"`{old}` is deprecated .* Import `{name}` from `kmtl\."):
+        assert getattr(module, name) is new
+    with pytest.raises(AttributeError, match="no attribute 'missing'"):
+        module.missing  # noqa: B018

@@ -1,0 +1,5 @@
+"""Deprecated alias, removed in the next release: its names moved to `kmtl.regularizers.structured`."""
+
+from kmtl._moved import moved
+
+__getattr__ = moved(__name__, "kmtl.regularizers.structured")

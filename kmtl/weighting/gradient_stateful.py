@@ -1,0 +1,12 @@
+"""Deprecated alias, removed in the next release: its names moved to
+`kmtl.weighting.gradvac`, `kmtl.weighting.gradnorm`.
+"""
+
+from kmtl._moved import moved
+
+__getattr__ = moved(
+    __name__,
+    "kmtl.weighting.gradvac",
+    "kmtl.weighting.gradnorm",
+    "kmtl.weighting._gradients",
+)
