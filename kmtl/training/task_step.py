@@ -105,66 +105,75 @@ def gradient_level_train_step(model, data):
 
     Shared variables move along `strategy.aggregate(G, losses)`, where row t of `G` is task t's gradient of the
     shared variables (or of the shared representation, with `rep_grad`); each task's own variables get that task's
-    gradient; regularisation losses add their gradient to every variable they touch. Under `tf.distribute`, `G` and
-    the losses are reduced across replicas *before* aggregation, so every replica applies the same direction: the
-    update of the whole global batch. Under mixed precision the losses are scaled for the backward passes and `G` is
-    unscaled before the strategy sees it.
+    gradient; regularisation losses (layer regularisers, `add_loss`, the model's penalties) add their gradient to
+    every variable they touch, outside the strategy. Under `tf.distribute`, `G` and the losses are reduced across
+    replicas *before* aggregation, so every replica applies the same direction: the update of the whole global
+    batch. Under mixed precision the losses are scaled for the backward passes and `G` is unscaled before the
+    strategy sees it. Gradients reach the optimizer in `model.trainable_variables` order, the order in which
+    `compile` (and loading a saved model) builds its slots.
     """
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     strategy = model.weighting
     plan = model._gradient_plan()
     optimizer = model.optimizer
     scale = optimizer.scale_loss(tf.constant(1.0)) if hasattr(optimizer, "scale_loss") else None
+    context, replicas = replica_context()
+    representation = cut = None
     with tf.GradientTape(persistent=True) as tape:
         if plan.trunk is not None:
-            representation = plan.trunk(x, training=True)
-            representation = keras.tree.flatten(representation)
-            y_pred = plan.heads(representation + keras.tree.flatten(x), training=True)
+            representation = keras.tree.flatten(plan.trunk(x, training=True))
+            # The heads read the representation cut from the trunk, so a loss's gradient at each boundary tensor is
+            # its partial derivative. The total one would count twice the path from a lower boundary tensor through
+            # an upper one (a head reading two stacked shared layers) once the trunk's backward pass adds it again.
+            cut = [tf.stop_gradient(z) for z in representation]
+            tape.watch(cut)
+            y_pred = plan.heads(cut + keras.tree.flatten(x), training=True)
         else:
             y_pred = model(x, training=True)
         losses = model.task_losses(y, y_pred, sample_weight)
         regularization = model._regularization_loss()
-        # Slice inside the tape so each task's loss is connected to the variables.
+        # Everything differentiated is formed inside the tape: a target formed after it has no gradient.
         scaled = losses * tf.cast(scale, losses.dtype) if scale is not None else losses
         task_losses = [scaled[i] for i in range(len(model.tasks))]
         scaled_sum = tf.reduce_sum(scaled)
+        # Every replica computes the whole regularisation loss, and the optimizer sums replicas' gradients.
+        regularization_target = regularization / replicas
         if scale is not None:
-            regularization_scaled = regularization * tf.cast(scale, regularization.dtype)
-        else:
-            regularization_scaled = regularization
-    context, replicas = replica_context()
+            regularization_target = regularization_target * tf.cast(scale, regularization.dtype)
     global_losses = context.all_reduce(tf.distribute.ReduceOp.SUM, losses) if replicas > 1 else losses
-    variables, gradients, own_grads = [], [], None
+    gradients = {}  # id(variable) -> gradient
     weights = tf.ones_like(losses)
+    own_grads = None
     if plan.shared:
-        sources = representation if plan.trunk is not None else plan.shared
         if plan.trunk is None and model._gradient_method == "loop":
             grads, own_grads = _loop_gradients(tape, task_losses, plan, model.task_names)
         elif plan.trunk is None:
-            grads = _jacobian(tape, scaled, sources)
+            grads = _jacobian(tape, scaled, plan.shared)
         else:
-            grads = per_task_gradients(tape, task_losses, sources)
+            grads = per_task_gradients(tape, task_losses, cut)
         direction, weights = _aggregate(strategy, grads, global_losses, scale, context, replicas)
         if plan.trunk is not None:
-            shared_grads = tape.gradient(representation, plan.shared, output_gradients=unflatten(direction, representation))
+            # The regularisation's gradient at the cut (e.g. a head's activity regulariser) goes through the trunk.
+            at_cut = _gradients(tape, regularization_target, cut)
+            upstream = [d + tf.cast(r, d.dtype) for d, r in zip(unflatten(direction, representation), at_cut)]
+            shared_grads = tape.gradient(representation, plan.shared, output_gradients=upstream)
             shared_grads = [tf.zeros(v.shape, v.dtype) if g is None else g for g, v in zip(shared_grads, plan.shared)]
         else:
             shared_grads = unflatten(direction, plan.shared)
-        variables, gradients = list(plan.shared), list(shared_grads)
+        gradients.update((id(v), g) for v, g in zip(plan.shared, shared_grads))
     if plan.own_flat:
         if own_grads is None:
             # A task's own variables feed only its loss, so one pass over the sum gives every task its own gradient.
             own_grads = _gradients(tape, scaled_sum, plan.own_flat)
-        variables += plan.own_flat
-        gradients += own_grads
-    others = _other_trainable(model, variables)
+        gradients.update((id(v), g) for v, g in zip(plan.own_flat, own_grads))
+    variables = list(model.trainable_variables)
+    others = [v for v in variables if id(v) not in gradients]
     if others:
         # Variables outside the partition (e.g. a strategy's own) train on the plain sum of task losses.
-        variables += others
-        gradients += _gradients(tape, scaled_sum, others)
+        gradients.update((id(v), g) for v, g in zip(others, _gradients(tape, scaled_sum, others)))
+    gradients = [gradients[id(v)] for v in variables]
     if model.losses or model.penalties:
-        # Every replica computes the whole regularisation loss; the optimizer sums replicas' gradients.
-        extra = _gradients(tape, regularization_scaled / replicas, variables)
+        extra = _gradients(tape, regularization_target, variables)
         gradients = [g + tf.cast(e, g.dtype) for g, e in zip(gradients, extra)]
     del tape
     optimizer.apply_gradients(zip(gradients, variables))
@@ -212,8 +221,3 @@ def _jacobian(tape, losses, variables):
         for j, v in zip(jacobians, variables)
     ]
     return tf.concat(rows, axis=1)
-
-
-def _other_trainable(model, taken):
-    ids = {id(v) for v in taken}
-    return [v for v in model.trainable_variables if id(v) not in ids]
