@@ -30,6 +30,8 @@ def test_a_task_with_too_few_test_examples_shows_n_a_with_the_counts():
     report = kmtl.evaluate(model, features, labels)
     assert report.too_few == {"few": "3 labelled, 1 class present; scores need at least 10 and 2 classes"}
     assert np.isnan(report["few"]["auroc"])  # the value itself stays
+    # An accuracy of 3 examples does not pull the geometric mean: it is the scored task's accuracy alone.
+    assert report.overall["geometric_mean_accuracy"] == report["many"]["accuracy"]
     table = report.table(digits=2)
     row = next(line for line in table.splitlines() if line.startswith("few "))
     assert "n/a" in row and "nan" not in row and row.split()[2] != "n/a"  # the loss still shows

@@ -193,7 +193,8 @@ def evaluate(
 
     Undefined values (AUROC with one class present) are NaN; precision and recall with nothing predicted or present
     are 0. Other metrics the model logs (e.g. `top_2_accuracy`) are kept under their Keras names. `overall` holds
-    the total `loss` and, when the model has main (non-auxiliary) classification tasks, `geometric_mean_accuracy`.
+    the total `loss` and, when the model has main (non-auxiliary) classification tasks with enough examples to
+    score (see `MIN_EXAMPLES`), `geometric_mean_accuracy`.
 
     Args:
         model: compiled `kmtl.MultiTaskModel`.
@@ -241,15 +242,15 @@ def evaluate(
         if matrix is not None:
             confusion[task.name] = matrix
     overall = dict(from_keras.overall)
+    too_few = {name: _too_few(matrix) for name, matrix in confusion.items() if _too_few(matrix)}
     accuracies = [
         task_metrics[t.name].get("accuracy", float("nan"))
         for t in model.tasks
-        if t.kind in CLASSIFICATION_KINDS and not t.auxiliary
+        if t.kind in CLASSIFICATION_KINDS and not t.auxiliary and t.name not in too_few
     ]
     accuracies = [a for a in accuracies if np.isfinite(a)]
     if accuracies:
         overall["geometric_mean_accuracy"] = geometric_mean(accuracies)
-    too_few = {name: _too_few(matrix) for name, matrix in confusion.items() if _too_few(matrix)}
     return EvaluationReport(task_metrics, overall, from_keras.kinds, confusion, too_few)
 
 
