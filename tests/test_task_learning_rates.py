@@ -99,3 +99,21 @@ def test_without_task_rates_the_optimizer_is_unchanged():
     model = make_model()
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     assert isinstance(model.optimizer, keras.optimizers.Adam)
+
+
+@pytest.mark.parametrize("weighting", ["equal", "pcgrad_like"])
+def test_global_clipnorm_clips_all_groups_together(weighting):
+    """`SGD(0.1, global_clipnorm=1)` moves all variables by at most 0.1 in total, with task rates as without."""
+    x, y = make_data()
+    y = {"age": 1000.0 * y["age"], "smiling": y["smiling"]}  # gradients far above the clip norm
+    updates = []
+    for rates in (None, {"age": 0.1, "smiling": 0.1}):
+        model = make_model()
+        strategy = "equal" if weighting == "equal" else _Sum()
+        model.compile(optimizer=keras.optimizers.SGD(0.1, global_clipnorm=1.0), weighting=strategy,
+                      task_learning_rates=rates)
+        before = [v.numpy() for v in model.trainable_variables]
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+        updates.append(np.concatenate([(v.numpy() - b).ravel() for v, b in zip(model.trainable_variables, before)]))
+    assert np.linalg.norm(updates[0]) == pytest.approx(0.1, rel=1e-5)
+    np.testing.assert_allclose(updates[1], updates[0], atol=1e-7)

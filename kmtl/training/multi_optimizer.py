@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Mapping
 
 import keras
+from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="kmtl")
@@ -16,6 +17,10 @@ class MultiOptimizer(keras.optimizers.Optimizer):
     the model's variable partition, so users rarely construct it. It saves and loads with the model: its config
     holds every optimizer's config, and its variables are the default optimizer's followed by each task
     optimizer's, in task order.
+
+    Clipping: `default`'s `global_clipnorm` clips the gradients of all groups together (the norm of the whole
+    update, as with one optimizer), before they are routed; each optimizer's own `clipnorm` and `clipvalue` act per
+    variable, and a task optimizer's own `global_clipnorm` then also clips its group alone.
 
     Args:
         default: optimizer (name, config or instance) of the shared variables and of tasks without their own.
@@ -70,7 +75,10 @@ class MultiOptimizer(keras.optimizers.Optimizer):
         trainable_variables = list(trainable_variables)
         if not self.built:
             self.build(trainable_variables)
-        for group, (group_grads, variables) in self._route(list(grads), trainable_variables).items():
+        grads = list(grads)
+        if self.default.global_clipnorm is not None:
+            grads = _clip_by_global_norm(grads, self.default.global_clipnorm)
+        for group, (group_grads, variables) in self._route(grads, trainable_variables).items():
             if variables:
                 self._optimizer(group).apply(group_grads, variables)
         self._iterations.assign_add(1)
@@ -106,6 +114,17 @@ class MultiOptimizer(keras.optimizers.Optimizer):
             for k, v in config.pop("optimizers").items()
         }
         return cls(default, optimizers, **config)
+
+
+def _clip_by_global_norm(grads, clip_norm):
+    """Scales all gradients by `min(1, clip_norm / global norm)`; a non-finite norm makes them all NaN (so that a
+    loss-scale optimizer still sees the overflow and skips the step)."""
+    present = [g for g in grads if g is not None]
+    if not present:
+        return grads
+    norm = ops.sqrt(ops.sum(ops.stack([ops.sum(ops.square(ops.cast(g, "float32"))) for g in present])))
+    factor = clip_norm / ops.maximum(norm, clip_norm) + (norm - norm)  # + NaN for an infinite or NaN norm
+    return [None if g is None else g * ops.cast(factor, g.dtype) for g in grads]
 
 
 def with_learning_rate(optimizer, learning_rate):
