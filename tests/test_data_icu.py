@@ -2,10 +2,10 @@ import keras
 import numpy as np
 import pytest
 
-from kmtl.data.icu import generate_icu_stays, simulate_icu_events
-from kmtl.data.mimic3 import LABEL_NAMES, los_bucket
+from kmtl.data.clinical.icu import generate_icu_stays, simulate_icu_events
+from kmtl.data.clinical.mimic3 import LABEL_NAMES, los_bucket
 from kmtl.data.sequences import SequenceData, to_dataset
-from kmtl.preprocessing.discretizer import CATEGORIES, Discretizer
+from kmtl.data.clinical.discretizer import CATEGORIES, Discretizer
 
 
 def _toy():
@@ -166,7 +166,7 @@ def _padded(data, steps):
 
 @pytest.mark.slow  # trains a small LSTM for a few epochs (about 20-40 s on 2 cores)
 def test_small_lstm_learns_mortality_and_decompensation():
-    from kmtl.preprocessing.normalizer import Normalizer
+    from kmtl.data.clinical.normalizer import Normalizer
 
     keras.utils.set_random_seed(0)
     train, test = generate_icu_stays(700, seed=11).split((0.7, 0.3), seed=0)

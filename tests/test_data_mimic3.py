@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from kmtl.data.icu import generate_icu_stays, simulate_icu_events
-from kmtl.data.mimic3 import LABEL_NAMES, PHENOTYPES, load_mimic3, los_bucket
-from kmtl.preprocessing.discretizer import VARIABLES, Discretizer
+from kmtl.data.clinical.icu import generate_icu_stays, simulate_icu_events
+from kmtl.data.clinical.mimic3 import LABEL_NAMES, PHENOTYPES, load_mimic3, los_bucket
+from kmtl.data.clinical.discretizer import VARIABLES, Discretizer
 
 HEADER = ["Hours", *VARIABLES]
 MULTITASK_HEADER = (

@@ -5,7 +5,7 @@ import types
 import numpy as np
 import pytest
 
-from kmtl.data.pbcseq import PBCSEQ_FEATURES, PBCSEQ_LABELS, load_pbcseq
+from kmtl.data.clinical.pbcseq import PBCSEQ_FEATURES, PBCSEQ_LABELS, load_pbcseq
 
 pandas = pytest.importorskip("pandas")
 N = np.nan

@@ -2,8 +2,10 @@ import keras
 import numpy as np
 import pytest
 
-from kmtl.preprocessing.discretizer import CATEGORIES, VARIABLES, Discretizer
-from kmtl.preprocessing.normalizer import Normalizer
+import kmtl.data
+
+from kmtl.data.clinical.discretizer import CATEGORIES, VARIABLES, Discretizer
+from kmtl.data.clinical.normalizer import Normalizer
 
 HEADER = ["Hours", *VARIABLES]
 EYE = "Glascow coma scale eye opening"
@@ -256,3 +258,32 @@ def test_normalizer_config_and_json_round_trip(tmp_path):
 def test_normalizer_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# === Where the clinical preprocessing lives ===
+
+
+def test_old_names_are_deprecated_aliases_of_kmtl_data_clinical():
+    """`kmtl.preprocessing` is a thin alias for one release; its names are `kmtl.data.clinical`'s and warn on use."""
+    import importlib
+
+    import kmtl.data.clinical as clinical
+    import kmtl.preprocessing as old
+
+    for name in old.__all__:
+        with pytest.warns(DeprecationWarning, match=f"kmtl.data.clinical.{name}"):
+            assert getattr(old, name) is getattr(clinical, name)
+    assert importlib.import_module("kmtl.preprocessing.discretizer").Discretizer is clinical.Discretizer
+    assert importlib.import_module("kmtl.data.mimic3").load_mimic3 is clinical.load_mimic3
+    with pytest.warns(DeprecationWarning, match="kmtl.data.clinical.icu"):
+        assert kmtl.data.icu.generate_icu_stays is clinical.generate_icu_stays
+
+
+def test_every_public_data_name_is_reexported():
+    import kmtl.data.clinical as clinical
+    import kmtl.data.faces as faces
+
+    for name in kmtl.data.__all__:
+        assert hasattr(kmtl.data, name), name
+    for name in clinical.__all__ + faces.__all__:
+        assert hasattr(clinical if name in clinical.__all__ else faces, name)

@@ -1,5 +1,8 @@
 """Data for kmtl's recipes: generators of embedded data and loaders for real public formats.
 
+Grouped by domain: `kmtl.data.faces` and `kmtl.data.clinical`; `sequences` (`SequenceData`, `to_dataset`) serves
+every domain. Every public name is re-exported here.
+
 Faces: a synthetic generator and loaders for CelebA and UTKFace, yielding `({"image": float32 (H, W, 3) in [0, 1]},
 {task: label})` with the tasks of `FACE_TASK_NAMES`. Clinical time series: `SequenceData` from a synthetic ICU
 generator, the mimic3-benchmarks directory layout or the Mayo Clinic PBC follow-up data, turned into padded
@@ -7,15 +10,34 @@ batches `({"features", "mask"}, {task: label})` by `to_dataset`. A label a sourc
 or `NaN` (regression).
 """
 
+import importlib
+import sys
+import warnings
+
+from kmtl.data import clinical, faces
 from kmtl.data._common import ETHNICITIES, FACE_TASK_NAMES, HAIR_COLOURS, LANDMARK_NAMES
-from kmtl.data.celeba import celeba_dataset, load_celeba
-from kmtl.data.faces import faces_dataset, generate_faces
-from kmtl.data.icu import generate_icu_stays, simulate_icu_events
-from kmtl.data.mimic3 import LABEL_NAMES as ICU_LABEL_NAMES
-from kmtl.data.mimic3 import LOS_BUCKETS, PHENOTYPES, load_mimic3, los_bucket
-from kmtl.data.pbcseq import PBCSEQ_FEATURES, PBCSEQ_LABELS, load_pbcseq
+from kmtl.data.clinical import LABEL_NAMES as ICU_LABEL_NAMES
+from kmtl.data.clinical import (
+    LOS_BUCKETS,
+    PBCSEQ_FEATURES,
+    PBCSEQ_LABELS,
+    PHENOTYPES,
+    generate_icu_stays,
+    load_mimic3,
+    load_pbcseq,
+    los_bucket,
+    simulate_icu_events,
+)
+from kmtl.data.faces import (
+    celeba_dataset,
+    faces_dataset,
+    generate_faces,
+    load_celeba,
+    load_utkface,
+    parse_utkface_name,
+    utkface_dataset,
+)
 from kmtl.data.sequences import SequenceData, to_dataset
-from kmtl.data.utkface import load_utkface, parse_utkface_name, utkface_dataset
 
 __all__ = [
     "ETHNICITIES",
@@ -42,3 +64,22 @@ __all__ = [
     "to_dataset",
     "utkface_dataset",
 ]
+
+# Deprecated in 0.2, removed in 0.3: the loaders' modules before they were grouped by domain. `import` of an old
+# path keeps working (an alias in `sys.modules`); reaching one as an attribute of `kmtl.data` warns.
+_MOVED = {
+    "celeba": "kmtl.data.faces.celeba",
+    "utkface": "kmtl.data.faces.utkface",
+    "icu": "kmtl.data.clinical.icu",
+    "mimic3": "kmtl.data.clinical.mimic3",
+    "pbcseq": "kmtl.data.clinical.pbcseq",
+}
+for _old, _new in _MOVED.items():
+    sys.modules.setdefault(f"{__name__}.{_old}", importlib.import_module(_new))
+
+
+def __getattr__(name):
+    if name in _MOVED:
+        warnings.warn(f"`kmtl.data.{name}` is deprecated; use `{_MOVED[name]}`.", DeprecationWarning, stacklevel=2)
+        return sys.modules[_MOVED[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,9 +22,9 @@ Reference:
 
 import numpy as np
 
-from kmtl.data import mimic3
-from kmtl.data.mimic3 import LOS_BUCKETS, PHENOTYPES, VARIABLES
-from kmtl.preprocessing.discretizer import Discretizer
+from kmtl.data.clinical import benchmark_labels
+from kmtl.data.clinical.benchmark_labels import LOS_BUCKETS, PHENOTYPES
+from kmtl.data.clinical.discretizer import VARIABLES, Discretizer
 
 __all__ = ["LOS_BUCKETS", "PHENOTYPES", "VARIABLES", "generate_icu_stays", "simulate_icu_events"]
 
@@ -69,7 +69,7 @@ def generate_icu_stays(
         seed: int. Seed of the numpy generator; the same seed gives identical arrays.
         min_hours: float. Shortest stay in hours (>= 5, so that every stay has labelled steps).
         max_hours: float. Longest stay; stays still in the ICU then are discharged alive.
-        discretizer: `kmtl.preprocessing.Discretizer` or `None` (hourly bins).
+        discretizer: `kmtl.data.clinical.Discretizer` or `None` (hourly bins).
 
     Returns:
         `SequenceData` with features `(steps_i, 76)` and labels `mortality` `(N,)` (-1 for stays under 48 h),
@@ -91,12 +91,12 @@ def generate_icu_stays(
     features, labels = [], []
     for stay in stays:
         x = discretizer.transform(stay["timeseries"], end_hours=stay["los"])
-        samples = mimic3.sample_labels(stay["los"], stay["mortality"], stay["death_hours"], stay["first_event"])
-        label = mimic3.step_labels(samples, x.shape[0], discretizer.timestep)
+        samples = benchmark_labels.sample_labels(stay["los"], stay["mortality"], stay["death_hours"], stay["first_event"])
+        label = benchmark_labels.step_labels(samples, x.shape[0], discretizer.timestep)
         label["phenotype"] = stay["phenotype"]
         features.append(x)
         labels.append(label)
-    return mimic3.to_sequence_data(features, labels, [stay["name"] for stay in stays], discretizer)
+    return benchmark_labels.to_sequence_data(features, labels, [stay["name"] for stay in stays], discretizer)
 
 
 def simulate_icu_events(num_stays: int, seed: int = 0, *, min_hours: float = 12.0, max_hours: float = 120.0):
