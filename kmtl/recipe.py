@@ -148,6 +148,10 @@ class Recipe:
         given = {k: v for k, v in overrides.items() if v is not None}
         if "model" in given and not self.models:
             raise ValueError(f"The {self.name} recipe has one model. Received: model={given['model']!r}")
+        if "model" in given and given["model"] not in self.models:
+            raise ValueError(
+                f"Invalid value for `model`. Expected one of {', '.join(self.models)}. Received: model={given['model']!r}"
+            )
         unknown = sorted(set(given) - known)
         if unknown:
             raise ValueError(

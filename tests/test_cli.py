@@ -49,6 +49,7 @@ def test_console_entry_points_at_the_app():
         (["train", "facial-attributes", "--learning-rate", "-1"], "expected a positive number"),
         (["train", "facial-attributes", "--no-export", "--export-dir", "x"], "not allowed with argument"),
         (["compare", "facial-attributes", "--repeats", "0"], "expected a positive integer, got '0'"),
+        (["train", "facial-attributes", "--seed", "-1"], "expected an integer from 0 to 2**32 - 1, got '-1'"),
         (["tune", "clinical-timeseries"], "the following arguments are required: --max-trials"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         ([], "the following arguments are required: command"),
@@ -110,6 +111,11 @@ def test_export_dir_that_is_a_file_is_refused_before_training(tmp_path, capsys):
 def test_a_second_model_for_a_recipe_with_one_is_refused(capsys):
     assert main(["train", "facial-attributes", "--quick", "--model", "lstm", "--no-export"]) == 2
     assert "has one model. Received: model='lstm'" in _one_line_error(capsys)
+
+
+def test_an_unknown_model_is_refused_before_loading_data(capsys):
+    assert main(["train", "clinical-timeseries", "--quick", "--model", "gru"]) == 2
+    assert "Expected one of channelwise, lstm. Received: model='gru'" in _one_line_error(capsys)
 
 
 def test_deprecated_cli_and_runner_paths_warn_and_forward():

@@ -31,6 +31,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**32 - 1, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**32 - 1, got {text!r}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -54,7 +64,7 @@ def _add_common(command, *, epochs_help: str) -> None:
     command.add_argument("recipe", choices=recipe_names(), help="recipe name (see `kmtl recipes`)")
     command.add_argument("--epochs", type=_positive_int, help=epochs_help)
     command.add_argument("--quick", action="store_true", help="tiny data and model, one epoch: a smoke run")
-    command.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    command.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
     command.add_argument("--batch-size", type=_positive_int, help="batch size (default: the recipe's)")
     command.add_argument(
         "--data", dest="source", metavar="SOURCE",
