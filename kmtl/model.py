@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Mapping, Sequence
 
 import keras
@@ -146,7 +147,7 @@ class MultiTaskModel(MultiWorkerSupport, keras.Model):
                 "`loss_weights` is not used by MultiTaskModel. Set `Task.loss_weight` and compile with "
                 "weighting='static', or choose another weighting strategy."
             )
-        loss, metrics = dict(loss or {}), dict(metrics or {})
+        loss, metrics = _check_overrides(loss, metrics)
         for field, given in (("loss", loss), ("metrics", metrics)):
             unknown = [k for k in given if k not in self.task_names]
             if unknown:
@@ -173,6 +174,15 @@ class MultiTaskModel(MultiWorkerSupport, keras.Model):
             del self.weighting
         strategy.configure(self._tasks, model=self)
         self.weighting = strategy
+        if strategy.gradient_level and not self.shared_variables:
+            warnings.warn(
+                f"weighting={weighting!r} ({type(strategy).__name__}) is gradient-level, but the model has no shared "
+                "variables: every variable trains on its own task's loss, so the strategy has nothing to aggregate "
+                "and training is the same as with weighting='equal'. Share some layers, or use a loss-level "
+                "strategy.",
+                UserWarning,
+                stacklevel=2,
+            )
         self._kmtl_compile_config = {
             "weighting": keras.saving.serialize_keras_object(strategy),
             "loss": {k: keras.saving.serialize_keras_object(v) for k, v in loss.items()},
@@ -238,7 +248,6 @@ class MultiTaskModel(MultiWorkerSupport, keras.Model):
     # === Losses and metrics ===
 
     def task_losses(self, y, y_pred, sample_weight=None):
-        """Per-task masked losses as a float32 tensor `(num_tasks,)`, in task order."""
         """Per-task masked losses as a float32 tensor `(num_tasks,)`, in task order.
 
         Under `tf.distribute` with several replicas, each replica returns its share of the global batch's loss:
@@ -451,6 +460,24 @@ def _unique_variables(layers):
                 seen.add(id(variable))
                 out.append(variable)
     return out
+
+
+def _check_overrides(loss, metrics):
+    """`compile`'s `loss` and `metrics` as dicts, after checking their form."""
+    if loss is not None and not isinstance(loss, Mapping):
+        raise ValueError(
+            "`loss` must be a dict {task_name: loss}; a task's own loss comes from Task(loss=...). "
+            f"Received: loss={loss!r}"
+        )
+    if metrics is not None and not isinstance(metrics, Mapping):
+        raise ValueError(
+            "`metrics` must be a dict {task_name: [metrics]}; a task's own metrics come from Task(metrics=...). "
+            f"Received: metrics={metrics!r}"
+        )
+    for name, given in (metrics or {}).items():
+        if not isinstance(given, (list, tuple)):
+            raise ValueError(f"`metrics[{name!r}]` must be a list of metrics. Received: {given!r}")
+    return dict(loss or {}), dict(metrics or {})
 
 
 def _check_outputs(tasks, outputs):

@@ -1,6 +1,8 @@
 """Tests for the gradient-level train step: loop vs jacobian, rep-grad, tf.distribute, mixed precision, and the
 epoch hook of strategies."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -237,3 +239,34 @@ def test_fit_calls_the_strategy_after_each_epoch():
     assert float(model.weighting.epochs.numpy()) == 3.0
     model.fit(x, y, 4, 2, 0, [])  # callbacks given positionally
     assert float(model.weighting.epochs.numpy()) == 5.0
+
+
+# === Compile arguments ===
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"loss": "mse"}, r"`loss` must be a dict \{task_name: loss\}.*Task\(loss=\.\.\.\)\. Received: loss='mse'"),
+        ({"loss": ["mse", "mse", "mse"]}, r"`loss` must be a dict .* Received: loss=\['mse'"),
+        ({"metrics": ["mae"]}, r"`metrics` must be a dict \{task_name: \[metrics\]\}.*Task\(metrics=\.\.\.\)\. "
+                               r"Received: metrics=\['mae'\]"),
+        ({"metrics": {"a": "mae"}}, r"`metrics\['a'\]` must be a list of metrics\. Received: 'mae'"),
+    ],
+)
+def test_compile_says_what_loss_and_metrics_must_be(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_model().compile(optimizer="sgd", **kwargs)
+
+
+def test_gradient_level_strategy_without_shared_variables_warns():
+    x = keras.Input((5,), name="x")
+    outputs = {t.name: kmtl.heads.task_head(t, keras.layers.Dense(3, name=f"tower_{t.name}")(x)) for t in TASKS}
+    model = kmtl.MultiTaskModel(x, outputs, tasks=TASKS)
+    with pytest.warns(UserWarning, match=r"weighting='pcgrad' \(PCGrad\) is gradient-level, but the model has no "
+                                         r"shared variables"):
+        model.compile(optimizer="sgd", weighting="pcgrad")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.compile(optimizer="sgd", weighting="uncertainty")
+        make_model().compile(optimizer="sgd", weighting="pcgrad")
