@@ -20,6 +20,7 @@ from kmtl.training.task_step import (
     gradient_level_train_step,
     replica_context,
 )
+from kmtl.batch_checks import named_batch_errors
 from kmtl.validation import check_fit_data
 
 
@@ -326,7 +327,9 @@ class MultiTaskModel(MultiWorkerSupport, keras.Model):
         finite and names the task (unless `callbacks` already holds a guard, or `nan_guard=False` is passed).
         """
         nan_guard = kwargs.pop("nan_guard", True)
-        check_fit_data(self, x, y, kwargs.get("validation_data"))
+        x, validation_data = check_fit_data(self, x, y, kwargs.get("validation_data"), kwargs.get("sample_weight"))
+        if validation_data is not None:
+            kwargs["validation_data"] = validation_data  # wrapped: every batch's labels are checked
         positional = len(args) > 3  # callbacks given positionally (batch_size, epochs, verbose, callbacks, ...)
         callbacks = list((args[3] if positional else kwargs.get("callbacks")) or [])
         strategy = getattr(self, "weighting", None)
@@ -343,11 +346,13 @@ class MultiTaskModel(MultiWorkerSupport, keras.Model):
             args = (*args[:3], callbacks, *args[4:])
         else:
             kwargs["callbacks"] = callbacks
-        return super().fit(x, y, *args, **kwargs)
+        with named_batch_errors():
+            return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        check_fit_data(self, x, y)
-        return super().evaluate(x, y, *args, **kwargs)
+        x, _ = check_fit_data(self, x, y, sample_weight=kwargs.get("sample_weight"), where="evaluation data")
+        with named_batch_errors():
+            return super().evaluate(x, y, *args, **kwargs)
 
     # === Config ===
 

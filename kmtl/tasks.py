@@ -106,6 +106,10 @@ class Task:
             raise ValueError(f"Task '{name}': `units` applies to regression tasks only. Received: units={units}")
         self.units = int(units)
         self.loss = loss if loss is not None else _DEFAULTS[kind]["loss"]
+        if isinstance(loss, keras.losses.Loss):
+            from kmtl.losses.masked import resolve_loss  # the losses module imports this one
+
+            resolve_loss(loss, task_name=name)  # refuses a reduction kmtl would ignore
         self.metrics = list(metrics) if metrics is not None else list(_DEFAULTS[kind]["metrics"])
         self.activation = activation if activation is not None else _DEFAULTS[kind]["activation"]
         if not _is_real(loss_weight) or not math.isfinite(loss_weight) or loss_weight < 0:
@@ -174,6 +178,17 @@ class Task:
     @property
     def missing_is_nan(self) -> bool:
         return isinstance(self.missing, float) and math.isnan(self.missing)
+
+    @property
+    def label_expectation(self) -> str:
+        """What a label entry may hold, for error messages: e.g. "class ids in 0..2 (or the missing marker -1)"."""
+        values = {
+            "binary": "labels in [0, 1]",
+            "multiclass": f"class ids in 0..{self.output_units - 1}",
+            "multilabel": "entries in [0, 1]",
+            "regression": "finite values",
+        }[self.kind]
+        return f"{values} (or the missing marker {self.missing})"
 
     # --- Label validation ------------------------------------------------------------------------------------
 

@@ -231,12 +231,23 @@ def test_user_loss_object_is_applied_per_entry():
     assert value(task, task.loss, y, p) == pytest.approx(expected, abs=ATOL)
 
 
-def test_loss_object_reduction_is_ignored():
-    # A Loss object's own reduction ("sum") must not leak in: kmtl takes the per-entry values and means them.
+@pytest.mark.parametrize("reduction", ["sum", "mean_with_sample_weight", None])
+def test_a_loss_object_with_another_reduction_is_refused(reduction):
+    # Before: `resolve_loss` called `Loss.call`, silently replacing a "sum" reduction with the masked mean.
+    loss = keras.losses.MeanSquaredError(reduction=reduction)
+    with pytest.raises(ValueError, match=rf"reduction must be one of \['sum_over_batch_size', 'mean'\] \(the "
+                                         rf"default\)\. Received: MeanSquaredError\(reduction={reduction!r}\)"):
+        resolve_loss(loss)
+    with pytest.raises(ValueError, match=r"^Task 'age': invalid value for `loss`"):
+        Task("age", "regression", loss=loss)
+
+
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "mean"])
+def test_a_loss_object_with_a_mean_reduction_is_the_masked_mean(reduction):
     task = Task("t", "regression")
     y = np.array([1.0, 2.0], "float32")
     p = np.array([[0.0], [0.0]], "float32")
-    loss = keras.losses.MeanSquaredError(reduction="sum")
+    loss = keras.losses.MeanSquaredError(reduction=reduction)
     assert value(task, loss, y, p) == pytest.approx((1.0 + 4.0) / 2, abs=ATOL)
 
 

@@ -42,7 +42,7 @@ def make_data(nan_rows=None, inf_label_row=None):
         x[f"only_{task}"][row] = np.nan
     if inf_label_row is not None:
         y["a"][inf_label_row] = np.inf
-    # A dataset: kmtl checks the labels of its first batch only, so a bad label in a later batch reaches training.
+    # A dataset: kmtl checks its labels batch by batch as they are read.
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)
 
 
@@ -86,13 +86,27 @@ def test_tasks_that_go_at_the_same_batch_are_listed_in_task_order():
     assert (guard.batch, guard.nan_tasks) == (1, ["b", "c"])
 
 
-def test_an_infinite_regression_label_raises_naming_the_task():
+def test_on_nan_raise_raises_naming_the_task():
     guard = TaskNaNGuard(on_nan="raise")
     model = make_model()
-    with pytest.raises(FloatingPointError, match=r"epoch 0, batch 3: task 'a' \(inf\)"):
-        model.fit(make_data(inf_label_row=13), epochs=1, verbose=0, shuffle=False, callbacks=[guard])
-    assert (guard.batch, guard.nan_tasks) == (3, ["a"])
-    assert int(model.optimizer.iterations.numpy()) == 4
+    with pytest.raises(FloatingPointError, match=r"epoch 0, batch 2: task 'b' \(nan\)"):
+        model.fit(make_data(nan_rows={"b": 9}), epochs=1, verbose=0, shuffle=False, callbacks=[guard])
+    assert (guard.batch, guard.nan_tasks) == (2, ["b"])
+    assert int(model.optimizer.iterations.numpy()) == 3
+
+
+def test_an_infinite_regression_label_in_a_later_batch_is_refused_before_that_batch_trains():
+    # Before: the first batch only was checked, and the guard reported task 'a' after batch 3 had trained.
+    model = make_model()
+    with pytest.raises(ValueError, match=r"batch 3 of the training data: Task 'a' \(regression\) expects finite "
+                       r"values \(or the missing marker nan\)\. Received: inf\.$"):
+        model.fit(make_data(inf_label_row=13), epochs=1, verbose=0, shuffle=False)
+    reference = make_model()
+    reference.fit(make_data().take(3), epochs=1, verbose=0, shuffle=False)
+    # The weights are those after batches 0-2. (`optimizer.iterations` reads 4: TensorFlow runs its increment,
+    # which needs no data, before the failed fetch stops the step.)
+    for trained, expected in zip(model.trainable_variables, reference.trainable_variables):
+        np.testing.assert_array_equal(trained.numpy(), expected.numpy())
 
 
 @keras.saving.register_keras_serializable(package="kmtl_tests")
@@ -118,6 +132,74 @@ def test_finite_training_is_left_alone():
     assert len(history.history["loss"]) == 2 and guard.message is None
 
 
+def test_the_default_guard_reports_nan_weights_by_the_end_of_the_epoch_at_the_latest():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(ROWS, 3)).astype("float32")
+    x[9, 1] = np.nan
+    y = {"a": rng.normal(size=(ROWS, 1)).astype("float32"), "b": rng.integers(0, 2, (ROWS, 1)).astype("float32")}
+    model = relu_model()
+    with pytest.warns(RuntimeWarning, match=r"Weights became NaN or infinite at epoch 0, (batch|one of batches \d-)"):
+        history = model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH), epochs=3, verbose=0)
+    assert len(history.history["loss"]) == 1
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, "often"])
+def test_invalid_check_weights(value):
+    with pytest.raises(ValueError, match=f"check_weights={value!r}"):
+        TaskNaNGuard(check_weights=value)
+
+
 def test_invalid_on_nan():
     with pytest.raises(ValueError, match="on_nan='ignore'"):
         TaskNaNGuard(on_nan="ignore")
+
+
+def relu_model():
+    keras.utils.set_random_seed(0)
+    x = keras.Input((3,), name="x")
+    trunk = keras.layers.Dense(4, activation="relu", name="shared")(x)
+    model = kmtl.builders.hard_sharing(x, trunk, TASKS[:2])
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    return model
+
+
+def test_weights_turned_nan_by_a_nan_input_are_caught_though_the_losses_stay_finite():
+    # oneDNN's ReLU maps NaN to 0: a NaN input makes the shared kernel NaN, yet every loss stays finite.
+    # Before: training ran on silently, the heads outputting constants.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(ROWS, 3)).astype("float32")
+    x[9, 1] = np.nan  # batch 2
+    y = {"a": rng.normal(size=(ROWS, 1)).astype("float32"), "b": rng.integers(0, 2, (ROWS, 1)).astype("float32")}
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)
+    unguarded, model = BatchLogs(), relu_model()
+    model.fit(data, epochs=1, verbose=0, shuffle=False, callbacks=[unguarded], nan_guard=False)
+    assert all(np.isfinite(step["loss"]) for step in unguarded.logs)
+    assert np.isnan(model.get_layer("shared").kernel.numpy()).any()
+
+    guard = TaskNaNGuard(on_nan="raise", check_weights=1)
+    with pytest.raises(FloatingPointError, match=r"Weights became NaN or infinite at epoch 0, batch 2, while every "
+                       r"task loss stayed finite: 'shared/kernel' \(shared\)\. The likely cause is a NaN or infinite "
+                       r"value in the inputs"):
+        relu_model().fit(data, epochs=1, verbose=0, shuffle=False, callbacks=[guard])
+    assert (guard.batch, guard.nan_variables) == (2, ["shared/kernel"])
+
+
+def test_weights_are_checked_less_often_when_the_check_costs_more_than_one_percent_of_a_step():
+    guard = TaskNaNGuard(on_nan="raise")
+    make_model().fit(make_data(), epochs=2, verbose=0, shuffle=False, callbacks=[guard])
+    check = guard._weights_check
+    assert check.every >= 1 and check.checked_at == 5  # epoch end checks the last batch
+
+
+def test_a_task_without_labels_for_a_whole_epoch_is_named():
+    # Before: the task trained with loss 0 and no word.
+    data = make_data()
+    x, y = next(iter(data.unbatch().batch(ROWS)))
+    y = {k: v.numpy() for k, v in y.items()}
+    y["c"][:] = -1
+    guard = TaskNaNGuard()
+    with pytest.warns(UserWarning, match=r"Task 'c' had no labels in the training data in epoch 0: its loss was "
+                      r"exactly 0 at every batch, as when every label is the task's missing marker \(-1\)"):
+        make_model().fit(x, y, batch_size=BATCH, epochs=2, verbose=0, callbacks=[guard],
+                         validation_data=(x, y))
+    assert guard.unlabelled_tasks == ["c", "val_c"]  # warned once each, not every epoch
