@@ -163,8 +163,13 @@ def test_rep_grad_needs_a_representation_used_once():
 
 @pytest.mark.parametrize(
     "strategy_factory",
-    [SumOfUnit, pytest.param(SqrtSum, marks=pytest.mark.slow), pytest.param(lambda: "uncertainty", marks=pytest.mark.slow)],
-    ids=["gradient-level", "nonlinear-loss-level", "uncertainty"],
+    [
+        SumOfUnit,
+        lambda: SumOfUnit(rep_grad=True),
+        pytest.param(SqrtSum, marks=pytest.mark.slow),
+        pytest.param(lambda: "uncertainty", marks=pytest.mark.slow),
+    ],
+    ids=["gradient-level", "rep-grad", "nonlinear-loss-level", "uncertainty"],
 )
 def test_mirrored_strategy_matches_one_device(mirrored_strategy, strategy_factory):
     """Two replicas with uneven missing labels make the same update as one device on the same global batch."""

@@ -151,7 +151,8 @@ def gradient_level_train_step(model, data):
             grads = _jacobian(tape, scaled, plan.shared)
         else:
             grads = per_task_gradients(tape, task_losses, cut)
-        direction, weights = _aggregate(strategy, grads, global_losses, scale, context, replicas)
+        per_example = plan.trunk is not None
+        direction, weights = _aggregate(strategy, grads, global_losses, scale, context, replicas, per_example)
         if plan.trunk is not None:
             # The regularisation's gradient at the cut (e.g. a head's activity regulariser) goes through the trunk.
             at_cut = _gradients(tape, regularization_target, cut)
@@ -184,11 +185,26 @@ def gradient_level_train_step(model, data):
     return model.compute_metrics(x, y, y_pred, sample_weight)
 
 
-def _aggregate(strategy, grads, losses, scale, context, replicas):
-    """Unscales and reduces `G` across replicas, asks the strategy for the direction, and scales it back."""
+def _aggregate(strategy, grads, losses, scale, context, replicas, per_example=False):
+    """Unscales `G`, forms the global batch's `G` across replicas, asks the strategy for the direction, and returns
+    this replica's part of it (scaled back).
+
+    Args:
+        per_example: bool. Whether the columns of `G` are entries of this replica's own examples (`rep_grad`)
+            rather than shared parameters.
+    """
     if scale is not None:
         grads = grads / tf.cast(scale, grads.dtype)
-    if replicas > 1:
+    columns = offset = None
+    if replicas > 1 and per_example:
+        # Each replica's columns belong to its own examples: the global G has all replicas' columns side by side
+        # (an order of columns no strategy depends on). Each replica keeps its own slice of the direction.
+        columns = tf.shape(grads)[1]
+        counts = context.all_gather(tf.reshape(columns, [1]), axis=0)
+        before = tf.range(replicas) < tf.cast(context.replica_id_in_sync_group, tf.int32)
+        offset = tf.reduce_sum(tf.where(before, counts, tf.zeros_like(counts)))
+        grads = context.all_gather(grads, axis=1)
+    elif replicas > 1:
         # Aggregate the global batch's gradients, not each replica's: reduce first.
         grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
     finite = tf.reduce_all(tf.math.is_finite(grads))
@@ -197,6 +213,9 @@ def _aggregate(strategy, grads, losses, scale, context, replicas):
     direction = tf.where(finite, direction, tf.fill(tf.shape(direction), np.nan))
     if scale is not None:
         direction = direction * tf.cast(scale, direction.dtype)
+    if columns is not None:
+        # The optimizer sums replicas' parameter gradients: the parts of the global direction add up.
+        return tf.slice(direction, [offset], [columns]), weights
     # Every replica holds the same global direction, and the optimizer sums replicas' gradients.
     return direction / replicas, weights
 
