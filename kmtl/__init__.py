@@ -10,10 +10,14 @@ TensorFlow Serving:
     print(kmtl.evaluate(model, test_ds))
     kmtl.export.for_serving(model, "saved_models/faces")
 
-Names load on first use (PEP 562), so `import kmtl` and the `kmtl` command's `--help` import no TensorFlow.
+Names load on first use (PEP 562), so `import kmtl` and the `kmtl` command's `--help` import no TensorFlow. The
+first public name used (or `import kmtl` in a process that has imported Keras already) imports every module that
+registers Keras objects, so `keras.saving.load_model` then finds all of kmtl's layers, losses and strategies;
+`kmtl.load_model(path)` always does.
 """
 
 import importlib
+import sys
 
 __version__ = "0.1.0"
 
@@ -37,10 +41,34 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
+# The modules whose `@keras.saving.register_keras_serializable` objects a saved model may hold.
+_REGISTERING = (
+    "kmtl.tasks", "kmtl.model", "kmtl.heads", "kmtl.backbones", "kmtl.builders", "kmtl.layers", "kmtl.losses",
+    "kmtl.metrics", "kmtl.preprocessing", "kmtl.regularizers", "kmtl.training", "kmtl.weighting", "kmtl.evaluation",
+    "kmtl.export", "kmtl.data", "kmtl.tuning",
+)
+_registered = False
+
+
+def _register_all():
+    global _registered
+    # Not from inside an import of a kmtl module (its `from kmtl import weighting` asks for one module only): the
+    # modules would then import each other in an order of that import's choosing.
+    busy = any(
+        getattr(getattr(module, "__spec__", None), "_initializing", False)
+        for name, module in list(sys.modules.items())
+        if name.startswith("kmtl.")
+    )
+    if not _registered and not busy:
+        _registered = True
+        for module in _REGISTERING:
+            importlib.import_module(module)
+
 
 def __getattr__(name):
     if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    _register_all()
     module, attribute = _LAZY[name]
     value = importlib.import_module(module)
     if attribute is not None:
@@ -51,3 +79,7 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(_LAZY))
+
+
+if "keras" in sys.modules:  # Keras is loaded already: register kmtl's objects now, as an eager import did
+    _register_all()
