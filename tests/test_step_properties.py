@@ -213,3 +213,48 @@ def test_save_load_then_step_equals_the_uninterrupted_step(strategy, tmp_path):
 @pytest.mark.parametrize("strategy", ["pcgrad", "equal"])
 def test_save_load_then_step_with_task_learning_rates(strategy, tmp_path):
     _assert_resumes_exactly(strategy, tmp_path, task_learning_rates={"a": 0.1, "c": 0.001})
+
+
+# === The same properties in every mode of the step ===
+
+
+@pytest.mark.parametrize(
+    "compile_kwargs",
+    [
+        {"gradient_method": "jacobian"},
+        pytest.param({"run_eagerly": False, "jit_compile": True}, marks=pytest.mark.slow),
+        pytest.param({"run_eagerly": False, "jit_compile": False, "gradient_method": "jacobian"},
+                     marks=pytest.mark.slow),
+    ],
+    ids=["jacobian", "xla", "graph-jacobian"],
+)
+@pytest.mark.parametrize("builder,rep_grad", [("hard_sharing", False), ("two_levels", True)])
+def test_sum_aggregation_in_every_step_mode(builder, rep_grad, compile_kwargs):
+    expected = _step("equal", builder, "regularizers", **compile_kwargs)
+    got = _step(SumAggregate(rep_grad=rep_grad), builder, "regularizers", **compile_kwargs)
+    _assert_same(got, expected)
+
+
+@pytest.fixture
+def mixed_precision():
+    keras.config.set_dtype_policy("mixed_float16")
+    yield
+    keras.config.set_dtype_policy("float32")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rep_grad", [False, True])
+def test_sum_aggregation_under_mixed_precision(mixed_precision, rep_grad):
+    """The loss scale applies to the regularisation too (an unscaled one would be lost: its effect is ~0.1)."""
+    expected = _step("equal", "two_levels", "regularizers")
+    got = _step(SumAggregate(rep_grad=rep_grad), "two_levels", "regularizers")
+    # float16 activations: the two steps sum the same float16 gradients in different orders.
+    _assert_same(got, expected, atol=2e-3)
+
+
+def test_sum_aggregation_with_task_learning_rates():
+    """MultiOptimizer with a gradient-level strategy: the same update as with equal weighting."""
+    rates = {"a": 0.01, "c": 0.5}
+    expected = _step("equal", "hard_sharing", "penalties", task_learning_rates=rates)
+    got = _step(SumAggregate(), "hard_sharing", "penalties", task_learning_rates=rates)
+    _assert_same(got, expected)
