@@ -77,34 +77,37 @@ def _checked_dataset(dataset, tasks, where):
 
     def check(batch, element):
         labels = dict(element[1])
-        for task in tasks:
-            if task.name in labels and isinstance(labels[task.name], tf.Tensor):
-                labels[task.name] = _checked_labels(task, labels[task.name], batch, where)
+        checked = [t for t in tasks if isinstance(labels.get(t.name), tf.Tensor)]
+        bad = {t.name: invalid_label_entries(t, labels[t.name]) for t in checked}
+        checked = [t for t in checked if bad[t.name] is not None]
+        if not checked:
+            return element
+        # One reduction per task and a single `cond` per batch; the message is built only when a check fails.
+        ok = tf.logical_not(tf.stack([tf.reduce_any(bad[t.name]) for t in checked]))
+        passed = tf.cond(tf.reduce_all(ok), lambda: tf.constant(True), lambda: _fail(checked, labels, bad, ok, batch, where))
+        with tf.control_dependencies([passed]):
+            labels = {name: tf.identity(value) if isinstance(value, tf.Tensor) else value for name, value in labels.items()}
         return (element[0], labels, *element[2:])
 
     return dataset.enumerate().map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def _checked_labels(task, labels, batch, where):
-    """`labels`, after an assertion that fails (naming the task, the value and the batch) on an invalid entry."""
-    bad = invalid_label_entries(task, labels)
-    if bad is None:
-        return labels
-    ok = tf.logical_not(tf.reduce_any(bad))
-
-    def fail():
-        value = tf.boolean_mask(tf.reshape(labels, [-1]), tf.reshape(bad, [-1]))[0]
-        message = tf.strings.format(
-            f"Invalid data in batch {{}} of {where}: Task '{task.name}' ({task.kind}) expects "
-            f"{task.label_expectation}. Received: {{}}.{_END}",
-            (batch, value),
+def _fail(tasks, labels, bad, ok, batch, where):
+    """An assertion that fails, naming the first task with an invalid entry, that entry's value and the batch."""
+    messages = []
+    for task in tasks:
+        values = tf.boolean_mask(tf.reshape(labels[task.name], [-1]), tf.reshape(bad[task.name], [-1]))
+        first = tf.concat([values, tf.zeros([1], values.dtype)], axis=0)[0]  # (0 for a task that passed: unused)
+        messages.append(
+            tf.strings.format(
+                f"Invalid data in batch {{}} of {where}: Task '{task.name}' ({task.kind}) expects "
+                f"{task.label_expectation}. Received: {{}}.{_END}",
+                (batch, first),
+            )
         )
-        with tf.control_dependencies([tf.debugging.Assert(False, [message])]):
-            return tf.identity(ok)
-
-    passed = tf.cond(ok, lambda: ok, fail)
-    with tf.control_dependencies([passed]):
-        return tf.identity(labels)
+    message = tf.gather(tf.stack(messages), tf.argmin(tf.cast(ok, tf.int32)))
+    with tf.control_dependencies([tf.debugging.Assert(False, [message])]):
+        return tf.constant(False)
 
 
 def invalid_label_entries(task, labels):
