@@ -17,6 +17,8 @@ registers Keras objects, so `keras.saving.load_model` then finds all of kmtl's l
 """
 
 import importlib
+import importlib.abc
+import importlib.util
 import sys
 
 __version__ = "0.1.0"
@@ -81,5 +83,38 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY))
 
 
+class _RegisterAfterKeras(importlib.abc.MetaPathFinder):
+    """Registers kmtl's objects as soon as Keras finishes importing, when `import kmtl` came first.
+
+    So `import kmtl; import keras; keras.saving.load_model(path)` finds kmtl's objects as an eager import would,
+    while `import kmtl` alone (and the `kmtl` command's `--help`) still imports no TensorFlow.
+    """
+
+    _looking = False
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "keras" or self._looking:
+            return None
+        self._looking = True  # the look-up below asks every finder again, this one included
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._looking = False
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        execute = spec.loader.exec_module
+
+        def exec_module(module):
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
+            execute(module)
+            _register_all()
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
 if "keras" in sys.modules:  # Keras is loaded already: register kmtl's objects now, as an eager import did
     _register_all()
+else:
+    sys.meta_path.insert(0, _RegisterAfterKeras())

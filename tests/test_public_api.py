@@ -72,7 +72,8 @@ def test_every_recipe_is_a_declared_recipe():
         assert module.RECIPE is recipe and module.NAME == name and module.DEFAULTS is recipe.defaults
 
 
-def test_saved_models_load_after_a_plain_import_kmtl(tmp_path):
+@pytest.mark.parametrize("imports", ["import keras, kmtl", "import kmtl, keras", "import kmtl; import tensorflow as tf"])
+def test_saved_models_load_after_a_plain_import_kmtl(tmp_path, imports):
     """Every kmtl object in a .keras file must be registered by `import kmtl` alone (fresh process)."""
     import keras
 
@@ -86,7 +87,7 @@ def test_saved_models_load_after_a_plain_import_kmtl(tmp_path):
     plain.compile(optimizer="sgd", weighting="uncertainty")
     plain.save(tmp_path / "m.keras")
     code = (
-        "import sys, keras, kmtl; m = keras.saving.load_model(sys.argv[1], safe_mode=True); "
+        f"import sys; {imports}; import keras; m = keras.saving.load_model(sys.argv[1], safe_mode=True); "
         "print(type(m).__name__, len(m.penalties), type(m.weighting).__name__)"
     )
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.keras")], check=True, capture_output=True,
