@@ -23,6 +23,13 @@ def partition_layers(model: keras.Model, task_names: Sequence[str]):
     Returns:
         Tuple `(shared_layers, {task_name: layers})`, each list in graph order.
     """
+    shared, per_task = partition_operations(model, task_names)
+    return _layers(shared), {name: _layers(operations) for name, operations in per_task.items()}
+
+
+def partition_operations(model: keras.Model, task_names: Sequence[str]):
+    """Like `partition_layers`, for every operation of the graph: its layers and the `keras.ops` calls between
+    them (which hold no variables, but compute tensors a task may read)."""
     from kmtl.layers.stop_gradient import StopGradient
 
     # Gradient stops at a StopGradient's output: treat those tensors as inputs, which cuts the walk there.
@@ -33,13 +40,11 @@ def partition_layers(model: keras.Model, task_names: Sequence[str]):
                 cuts.append(layer.output)
             except (AttributeError, ValueError):  # used at several places: keep the plain (conservative) walk
                 pass
-    feeds = {}  # id(layer) -> (layer, set of task names it feeds)
+    feeds = {}  # id(operation) -> (operation, set of task names it feeds)
     order = []
     for name in task_names:
         function = keras.Function(inputs=keras.tree.flatten(model.input) + cuts, outputs=model.output[name])
         for operation in function.operations:
-            if not isinstance(operation, keras.layers.Layer):
-                continue
             if id(operation) not in feeds:
                 feeds[id(operation)] = (operation, set())
                 order.append(id(operation))
@@ -47,3 +52,7 @@ def partition_layers(model: keras.Model, task_names: Sequence[str]):
     shared = [feeds[i][0] for i in order if len(feeds[i][1]) > 1]
     per_task = {name: [feeds[i][0] for i in order if feeds[i][1] == {name}] for name in task_names}
     return shared, per_task
+
+
+def _layers(operations):
+    return [operation for operation in operations if isinstance(operation, keras.layers.Layer)]

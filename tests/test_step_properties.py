@@ -56,10 +56,25 @@ def _two_levels(x, tasks, h):
     return kmtl.MultiTaskModel(x, outputs, tasks=tasks)
 
 
+def _joined(x, tasks, h):
+    """Heads that read a `keras.ops` result (no layer) of both shared layers; `a`'s also reads the raw input."""
+    low = h._keras_history.operation.input
+    joined = keras.ops.concatenate([low, h], axis=-1)
+    with_input = keras.layers.Concatenate(name="a_with_input")([joined, x])
+    outputs = {t.name: kmtl.heads.task_head(t, with_input if t.name == "a" else joined) for t in tasks}
+    return kmtl.MultiTaskModel(x, outputs, tasks=tasks)
+
+
 BUILDERS = {
     "hard_sharing": lambda x, t, h, r: kmtl.builders.hard_sharing(x, h, t, head_units=(3,)),
     "two_levels": lambda x, t, h, r: _two_levels(x, t, h),
     "hierarchy": lambda x, t, h, r: kmtl.builders.hierarchy(x, t, LEVELS, units=3, input_features=h),
+    # `a`'s head is shared (the levels above read its label embedding) and is `a`'s output.
+    "hierarchy_embedding": lambda x, t, h, r: kmtl.builders.hierarchy(
+        x, t, {"a": 1, "b": 2, "c": 3}, units=3, input_features=h, shortcuts=True, label_embeddings={"a": 2},
+        estimate_links={"c": ["b"]},
+    ),
+    "joined": lambda x, t, h, r: _joined(x, t, h),
     "mmoe": lambda x, t, h, r: kmtl.builders.mmoe(x, h, t, num_experts=2, expert_units=3, tower_units=(2,)),
     "ple": lambda x, t, h, r: kmtl.builders.ple(
         x, h, t, num_levels=2, shared_experts=1, task_experts=1, expert_units=3, tower_units=(2,)
@@ -114,7 +129,7 @@ def _assert_same(got, expected, atol=1e-6):
 # === 1. The sum aggregation is equal weighting ===
 
 FAST_SUM = {("hard_sharing", "regularizers"), ("hard_sharing", "penalties"), ("two_levels", "regularizers"),
-            ("hierarchy", "none"), ("soft_sharing", "penalties")}
+            ("hierarchy", "none"), ("soft_sharing", "penalties"), ("hierarchy_embedding", "none"), ("joined", "none")}
 
 
 def _sum_cases():
@@ -258,3 +273,12 @@ def test_sum_aggregation_with_task_learning_rates():
     expected = _step("equal", "hard_sharing", "penalties", task_learning_rates=rates)
     got = _step(SumAggregate(), "hard_sharing", "penalties", task_learning_rates=rates)
     _assert_same(got, expected)
+
+
+def test_the_representation_is_shared_tensors_only():
+    """`rep_grad`'s G has a column per entry of the shared representation: never of a model input."""
+    model = make_model(SumAggregate(rep_grad=True), builder=_builder("joined", "none"))
+    trunk = model._gradient_plan().trunk
+    inputs = {id(t) for t in keras.tree.flatten(model.input)}
+    assert [t.shape[-1] for t in trunk.outputs] == [8]  # the join of `trunk` and `trunk_b`, which the heads read
+    assert not any(id(t) in inputs for t in trunk.outputs)

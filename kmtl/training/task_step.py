@@ -55,41 +55,65 @@ class GradientPlan:
         self.own = model.task_variables
         self.own_flat = [v for name in model.task_names for v in self.own[name]]
         self.trunk = self.heads = None
+        self.passthrough = {}  # task name -> index of the representation tensor that is the task's output
         if rep_grad:
-            self.trunk, self.heads = _split_at_representation(model)
+            self.trunk, self.heads, self.passthrough = _split_at_representation(model)
+
+    def heads_output(self, representation, x):
+        """The model's outputs from the representation (a list of tensors) and the inputs."""
+        y_pred = dict(self.heads(representation + keras.tree.flatten(x), training=True)) if self.heads else {}
+        y_pred.update({name: representation[i] for name, i in self.passthrough.items()})
+        return y_pred
 
 
 def _split_at_representation(model):
     """Two Functional models sharing the model's layers: trunk(inputs) -> representation, heads(...) -> outputs.
 
-    The representation is every output of a shared layer that a task's own layer reads.
-    """
-    from kmtl.graph import partition_layers
+    Returns `(trunk, heads, passthrough)`: `passthrough` maps a task whose output is itself part of the
+    representation to its index there (the heads model, which cannot output its own input, leaves it out; `heads`
+    is None when every output is such a task).
 
-    shared_layers, task_layers = partition_layers(model, model.task_names)
+    The representation is every output of a shared operation (a layer or a `keras.ops` call) that something not
+    shared reads: a task's own layer, or the model's output itself (a task whose head other tasks read is shared).
+    The model's inputs are not part of it, even where a task's layer reads them.
+    """
+    from kmtl.graph import partition_operations
+
+    shared, per_task = partition_operations(model, model.task_names)
+    shared = [op for op in shared if not isinstance(op, keras.layers.InputLayer)]
     shared_outputs = {}
-    for layer in shared_layers:
+    for operation in shared:
         # Keras has no public count of a layer's calls; `_inbound_nodes` lists them (one node per call).
-        if len(getattr(layer, "_inbound_nodes", ())) != 1:
+        if len(getattr(operation, "_inbound_nodes", ())) != 1:
             raise ValueError(
-                f"`rep_grad=True` needs each shared layer to be called once; shared layer '{layer.name}' is used at "
-                "several places, so its output is not one representation. Use rep_grad=False."
+                f"`rep_grad=True` needs each shared layer to be called once; shared layer '{operation.name}' is "
+                "used at several places, so its output is not one representation. Use rep_grad=False."
             )
-        for tensor in keras.tree.flatten(layer.output):
+        for tensor in keras.tree.flatten(operation.output):
             shared_outputs[id(tensor)] = tensor
+    readers = [t for ops in per_task.values() for op in ops for t in keras.tree.flatten(op.input)]
+    readers += keras.tree.flatten(model.output)
     boundary, seen = [], set()
-    for layers in task_layers.values():
-        for layer in layers:
-            for tensor in keras.tree.flatten(layer.input):
-                if id(tensor) in shared_outputs and id(tensor) not in seen:
-                    seen.add(id(tensor))
-                    boundary.append(tensor)
+    for tensor in readers:
+        if id(tensor) in shared_outputs and id(tensor) not in seen:
+            seen.add(id(tensor))
+            boundary.append(tensor)
     if not boundary:
         raise ValueError("`rep_grad=True` needs a shared representation, but no task layer reads a shared layer.")
     inputs = keras.tree.flatten(model.input)
     trunk = keras.Model(model.input, boundary, name=f"{model.name}_trunk")
-    heads = keras.Model(boundary + inputs, model.output, name=f"{model.name}_heads")
-    return trunk, heads
+    position = {id(tensor): i for i, tensor in enumerate(boundary)}
+    passthrough = {n: position[id(t)] for n, t in model.output.items() if id(t) in position}
+    outputs = {n: t for n, t in model.output.items() if n not in passthrough}
+    heads = keras.Model(boundary + inputs, outputs, name=f"{model.name}_heads") if outputs else None
+    recomputed = {id(op) for op in (heads.operations if heads else ())} & {id(op) for op in shared}
+    if recomputed:  # the heads would use shared variables out of the representation's reach
+        names = [op.name for op in shared if id(op) in recomputed]
+        raise ValueError(
+            f"`rep_grad=True` could not split the model at one shared representation: shared operations {names} "
+            "are also computed after it. Use rep_grad=False."
+        )
+    return trunk, heads, passthrough
 
 
 def replica_context():
@@ -127,7 +151,7 @@ def gradient_level_train_step(model, data):
             # an upper one (a head reading two stacked shared layers) once the trunk's backward pass adds it again.
             cut = [tf.stop_gradient(z) for z in representation]
             tape.watch(cut)
-            y_pred = plan.heads(cut + keras.tree.flatten(x), training=True)
+            y_pred = plan.heads_output(cut, x)
         else:
             y_pred = model(x, training=True)
         losses = model.task_losses(y, y_pred, sample_weight)
