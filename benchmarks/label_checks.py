@@ -6,7 +6,7 @@ Models: (tiny) input 5 -> shared Dense 8 -> 4 heads (binary, 3-class, multilabel
 
 Method: one model per size and `jit_compile` setting; both configurations run `keras.Model.fit` (so neither adds
 kmtl's up-front checks or NaN guard) on the same cached, batched dataset, "with" wrapped by
-`kmtl.batch_checks.checked_batches` exactly as `MultiTaskModel.fit` wraps it. After a warm-up of each, `fit` calls of
+`kmtl.tasks.batch_checks.checked_batches` exactly as `MultiTaskModel.fit` wraps it. After a warm-up of each, `fit` calls of
 `--steps` steps alternate without and with the checks (`--repeats` each, ABBA order so drifts in machine load hit
 both alike). A stamping callback records `time.perf_counter()` at every `on_train_batch_end`; differences of
 consecutive stamps are the step times as `fit` runs them (the first of each call dropped), and each figure is the
@@ -33,7 +33,7 @@ import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 
 import kmtl  # noqa: E402
-from kmtl.batch_checks import checked_batches  # noqa: E402
+from kmtl.tasks.batch_checks import checked_batches  # noqa: E402
 
 SIZES = {"tiny": {"inputs": 5, "trunk": (8,), "batch": 8}, "mlp 256-512-512": {"inputs": 256, "trunk": (512, 512), "batch": 256}}
 TASKS = [

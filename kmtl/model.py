@@ -20,8 +20,8 @@ from kmtl.training.task_step import (
     gradient_level_train_step,
     replica_context,
 )
-from kmtl.batch_checks import named_batch_errors
-from kmtl.validation import check_fit_data
+from kmtl.tasks.batch_checks import named_batch_errors
+from kmtl.tasks.fit_checks import check_fit_data
 
 
 @keras.saving.register_keras_serializable(package="kmtl")
@@ -404,7 +404,7 @@ class _TaskState:
     """
 
     def __init__(self, tasks, loss_overrides, metric_overrides):
-        self.loss_fns = {t.name: resolve_loss(loss_overrides.get(t.name, t.loss)) for t in tasks}
+        self.loss_fns = {t.name: resolve_loss(loss_overrides.get(t.name, t.loss), task_name=t.name) for t in tasks}
         self.metrics = {t.name: resolve_metrics(t, metric_overrides.get(t.name)) for t in tasks}
         self.loss_trackers = [keras.metrics.Mean(name=f"{t.name}_loss") for t in tasks]
         self.weight_trackers = [keras.metrics.Mean(name=f"{t.name}_weight") for t in tasks]

@@ -13,7 +13,8 @@ import kmtl
 import kmtl.export
 from kmtl import Task
 from kmtl.heads import task_head
-from kmtl.losses.masked import keras_mask, masked_loss, resolve_loss
+from kmtl.losses import resolve_loss
+from kmtl.losses.masked import keras_mask, masked_loss
 from kmtl.metrics.nme import NormalizedMeanError
 from kmtl.model import _update_metric
 

@@ -1,5 +1,6 @@
 """Task losses that respect missing labels."""
 
-from kmtl.losses.masked import label_entries, masked_loss, present_mask, resolve_loss
+from kmtl.losses.masked import label_entries, masked_loss, present_mask
+from kmtl.tasks.loss import resolve_loss
 
 __all__ = ["label_entries", "masked_loss", "present_mask", "resolve_loss"]

@@ -1,6 +1,6 @@
 """Label checks on every batch of data that Keras reads batch by batch: `tf.data`, Python generators, `PyDataset`.
 
-Arrays (numpy, pandas, tensors) are checked in full before training (`kmtl.validation`); a dataset or generator can
+Arrays (numpy, pandas, tensors) are checked in full before training (`kmtl.tasks.fit_checks`); a dataset or generator can
 only be checked as it is read. Where the checks run, and why there:
 
 - `tf.data.Dataset`: a `map` after the user's pipeline adds, per task, one vectorised range test of the batch's
@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kmtl.tasks import check_label_keys
+from kmtl.tasks.labels import check_label_keys
 
 # Every message of a failed per-batch check ends with this, so it can be found in a TensorFlow error's text.
 _END = " [kmtl label check]"

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from kmtl.batch_checks import checked_batches
-from kmtl.tasks import check_label_keys, validate_label_dict
+from kmtl.tasks.batch_checks import checked_batches
+from kmtl.tasks.labels import check_label_keys, validate_label_dict
 
 
 def check_fit_data(
@@ -24,7 +24,7 @@ def check_fit_data(
     no NaN or infinity (a NaN feature trains silently: oneDNN's ReLU maps it to 0 while the weights turn NaN), that
     there is at least one example, and that `sample_weight` is keyed by task names. A `tf.data.Dataset` is checked
     from its `element_spec` (keys, shapes, dtypes), for emptiness and from its first batch; it is returned wrapped so
-    that every batch's labels are checked as it is read (see `kmtl.batch_checks`), and so are Python generators and
+    that every batch's labels are checked as it is read (see `kmtl.tasks.batch_checks`), and so are Python generators and
     `PyDataset`s, which cannot be read ahead without consuming them.
 
     For per-step tasks it also checks that each task's output has a time axis `(batch, steps, units)` and that the

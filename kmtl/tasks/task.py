@@ -10,6 +10,8 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
+from kmtl.tasks.loss import resolve_loss
+
 KINDS = ("binary", "multiclass", "multilabel", "regression")
 
 # Per-kind defaults. Losses are names of `keras.losses` functions; metric names are resolved per kind by
@@ -107,8 +109,6 @@ class Task:
         self.units = int(units)
         self.loss = loss if loss is not None else _DEFAULTS[kind]["loss"]
         if isinstance(loss, keras.losses.Loss):
-            from kmtl.losses.masked import resolve_loss  # the losses module imports this one
-
             resolve_loss(loss, task_name=name)  # refuses a reduction kmtl would ignore
         self.metrics = list(metrics) if metrics is not None else list(_DEFAULTS[kind]["metrics"])
         self.activation = activation if activation is not None else _DEFAULTS[kind]["activation"]
@@ -362,37 +362,3 @@ def validate_task_list(tasks: Sequence[Task]) -> list[Task]:
     if duplicates:
         raise ValueError(f"Invalid value for `tasks`. Task names must be unique. Received duplicates: {duplicates}")
     return tasks
-
-
-def validate_label_dict(tasks: Sequence[Task], labels: Any, num_examples: int | None = None) -> None:
-    """Checks that `labels` is a dict keyed exactly by the task names and that each task's labels are valid.
-
-    Args:
-        tasks: list of `Task`.
-        labels: dict of array-likes, `{task_name: labels}`.
-        num_examples: int. Expected number of rows, if known.
-
-    Raises:
-        ValueError: naming the unknown or missing task, or the task whose labels are invalid.
-    """
-    check_label_keys(tasks, labels)
-    for task in tasks:
-        task.validate_labels(labels[task.name], num_examples)
-
-
-def check_label_keys(tasks: Sequence[Task], labels: Any) -> None:
-    names = [t.name for t in tasks]
-    if not isinstance(labels, dict):
-        raise ValueError(
-            f"Labels must be a dict keyed by task name {names}. Received: {type(labels).__name__}. "
-            "Give every task its labels, marking missing ones with the task's `missing` value."
-        )
-    unknown = [k for k in labels if k not in names]
-    if unknown:
-        raise ValueError(f"Labels name unknown task(s) {unknown}. Valid task names: {names}.")
-    absent = [n for n in names if n not in labels]
-    if absent:
-        raise ValueError(
-            f"Labels are missing for task(s) {absent}. Valid task names: {names}. A task without labels in some "
-            "rows still needs an entry, with its missing-label marker in those rows."
-        )
