@@ -183,7 +183,7 @@ def test_regularization_adds_its_gradient_under_every_strategy(strategy, regular
 # === 3. Save -> load -> next step equals the uninterrupted next step ===
 
 ORDER = ("c", "a", "b")  # not alphabetical; `a`'s and `c`'s hidden head layers have the same shape
-FAST_SAVE = ("pcgrad", "mgda")
+FAST_SAVE = ("pcgrad",)
 
 
 def _seeded(name):
@@ -196,7 +196,7 @@ def _seeded(name):
 def _fresh(strategy, **compile_kwargs):
     optimizer = keras.optimizers.Adam(0.01)
     builder = _builder("hard_sharing", "regularizers", order=ORDER)
-    return make_model(_seeded(strategy), optimizer=optimizer, builder=builder, **compile_kwargs)
+    return make_model(_seeded(strategy), optimizer=optimizer, builder=builder, run_eagerly=True, **compile_kwargs)
 
 
 def _assert_resumes_exactly(strategy, tmp_path, **compile_kwargs):
@@ -208,6 +208,7 @@ def _assert_resumes_exactly(strategy, tmp_path, **compile_kwargs):
     model.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras")
     assert loaded.task_names == list(ORDER)
+    loaded.run_eagerly = True  # as the others (quicker for a tiny model; not saved with the compile config)
     loaded.fit(x[8:], {k: v[8:] for k, v in y.items()}, batch_size=8, epochs=1, verbose=0, shuffle=False)
     expected = {v.path: v.numpy() for v in straight.weights}
     _assert_same({v.path: v.numpy() for v in loaded.weights}, expected, atol=1e-5)

@@ -165,7 +165,7 @@ def test_rep_grad_needs_a_representation_used_once():
     "strategy_factory",
     [
         SumOfUnit,
-        lambda: SumOfUnit(rep_grad=True),
+        pytest.param(lambda: SumOfUnit(rep_grad=True), marks=pytest.mark.slow),
         pytest.param(SqrtSum, marks=pytest.mark.slow),
         pytest.param(lambda: "uncertainty", marks=pytest.mark.slow),
     ],
