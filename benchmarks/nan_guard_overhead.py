@@ -41,7 +41,7 @@ tf.config.threading.set_inter_op_parallelism_threads(2)
 import keras  # noqa: E402
 
 import kmtl  # noqa: E402
-from kmtl.training.nan_guard import TaskNaNGuard  # noqa: E402
+from kmtl.training import TaskNaNGuard  # noqa: E402
 
 SIZES = {
     "tiny": {"inputs": 5, "trunk": (8,), "batch": 8,

@@ -7,7 +7,7 @@ import tensorflow as tf
 from keras import ops
 
 import kmtl
-from kmtl.training.nan_guard import TaskNaNGuard
+from kmtl.training import TaskNaNGuard
 from kmtl.weighting import Weighting
 
 TASKS = [kmtl.Task("a", "regression"), kmtl.Task("b", "binary"), kmtl.Task("c", "multiclass", num_classes=3)]

@@ -16,7 +16,7 @@ from kmtl.heads import task_head
 from kmtl.losses import resolve_loss
 from kmtl.losses.masked import keras_mask, masked_loss
 from kmtl.metrics.nme import NormalizedMeanError
-from kmtl.model import _update_metric
+from kmtl.model.task_state import update_metric as _update_metric
 
 ATOL = 1e-6
 STAGES = ["awake", "light", "deep"]

@@ -43,8 +43,9 @@ PUBLIC = {
     "kmtl.preprocessing": ["Discretizer", "Normalizer", "VARIABLES"],
     "kmtl.training": [
         "BackupAndResume", "ExpertUtilizationLogger", "GradientConflictMonitor", "GradientReversalSchedule",
-        "MultiOptimizer", "TaskNaNGuard", "distribute", "expert_utilization", "grl_schedule",
+        "MultiOptimizer", "TaskNaNGuard", "TaskProgbarLogger", "distribute", "expert_utilization", "grl_schedule",
     ],
+    "kmtl.model": ["MultiOptimizer", "MultiTaskModel", "MultiWorkerSupport", "TaskNaNGuard", "TaskProgbarLogger"],
     "kmtl.evaluation": [
         "ComparisonResult", "ConfusionMatrix", "CrossValidationResult", "EvaluationReport", "MultiTaskCheckpoint",
         "compare_single_task", "cross_validate", "delta_m", "evaluate", "report_from_logs",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import kmtl
-from kmtl.training.progress import TaskProgbarLogger
+from kmtl.training import TaskProgbarLogger
 
 TASKS = [kmtl.Task(f"task_{i}", "binary") for i in range(6)] + [kmtl.Task("age", "regression", metrics=["mae"]),
                                                                    kmtl.Task("age_group", "multiclass", num_classes=3)]

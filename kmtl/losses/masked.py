@@ -11,6 +11,8 @@ from typing import Callable
 import keras
 from keras import ops
 
+from kmtl._keras_internals import keras_mask
+
 from kmtl.tasks import Task
 
 
@@ -22,15 +24,6 @@ def present_mask(task: Task, y_true):
             return ops.ones_like(y_true, dtype="bool")
         return ops.logical_not(ops.isnan(y_true))
     return ops.not_equal(y_true, ops.cast(task.missing, y_true.dtype))
-
-
-def keras_mask(tensor):
-    """The Keras mask a layer attached to `tensor` (e.g. after `Masking` or `Embedding(mask_zero=True)`), or None.
-
-    Keras 3.15 has no public getter (`keras.backend` lists none); Keras's own losses and metrics, and its masking
-    guide, read the tensor's `_keras_mask` attribute. This is kmtl's one place that reads it.
-    """
-    return getattr(tensor, "_keras_mask", None)
 
 
 def label_entries(task: Task, y_true, y_pred, sample_weight=None):

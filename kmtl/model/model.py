@@ -8,24 +8,25 @@ from typing import Any, Mapping, Sequence
 import keras
 from keras import ops
 
+from kmtl import _keras_internals
 from kmtl import weighting as weighting_lib
-from kmtl.losses import label_entries, masked_loss, resolve_loss
-from kmtl.metrics import resolve_metrics
+from kmtl.losses import label_entries, masked_loss
+from kmtl.model.gradient_step import GradientStep
+from kmtl.model.gradients import GRADIENT_METHODS
+from kmtl.model.multi_worker import MultiWorkerSupport
+from kmtl.model.nan_guard import TaskNaNGuard
+from kmtl.model.optimizers import MultiOptimizer, task_optimizer
+from kmtl.model.partition import variable_partition
+from kmtl.model.progress import TaskProgbarLogger
+from kmtl.model.replicas import replica_context, scale_for_replicas
+from kmtl.model.task_state import TaskState, Untracked, batch_size, task_sample_weight, update_metric
 from kmtl.tasks import Task, validate_task_list
-from kmtl.training.distribute import MultiWorkerSupport
-from kmtl.training.multi_optimizer import MultiOptimizer, with_learning_rate
-from kmtl.training.nan_guard import TaskNaNGuard
-from kmtl.training.task_step import (
-    GRADIENT_METHODS,
-    gradient_level_train_step,
-    replica_context,
-)
 from kmtl.tasks.batch_checks import named_batch_errors
 from kmtl.tasks.fit_checks import check_fit_data
 
 
 @keras.saving.register_keras_serializable(package="kmtl")
-class MultiTaskModel(MultiWorkerSupport, keras.Model):
+class MultiTaskModel(GradientStep, MultiWorkerSupport, keras.Model):
     """A Functional model whose outputs are a dict of task predictions, one per `Task`.
 
     `compile` derives losses and metrics from the tasks, masks missing labels, logs `<task>_loss` and
@@ -63,8 +64,8 @@ class MultiTaskModel(MultiWorkerSupport, keras.Model):
         self.penalties = list(penalties)
         for penalty in self.penalties:
             penalty.attach(self)
-        self._partition = _Untracked()  # a plain holder: Keras must not adopt the partitioned variables
-        self._plan = _Untracked()
+        self._partition = Untracked()  # a plain holder: Keras must not adopt the partitioned variables
+        self._plan = Untracked()
         self._gradient_method = "loop"
         self._task_state = None
 
@@ -100,15 +101,7 @@ class MultiTaskModel(MultiWorkerSupport, keras.Model):
 
     def _variable_partition(self):
         if self._partition.value is None:
-            from kmtl.graph import partition_layers
-
-            shared_layers, task_layers = partition_layers(self, self.task_names)
-            shared = _unique_variables(shared_layers)
-            taken = {id(v) for v in shared}
-            per_task = {}
-            for name, layers in task_layers.items():
-                per_task[name] = [v for v in _unique_variables(layers) if id(v) not in taken]
-            self._partition.value = (shared, per_task)
+            self._partition.value = variable_partition(self)
         return self._partition.value
 
     # === Compile ===
@@ -158,20 +151,18 @@ class MultiTaskModel(MultiWorkerSupport, keras.Model):
                 f"Invalid value for `gradient_method`. Expected one of {list(GRADIENT_METHODS)}. "
                 f"Received: gradient_method={gradient_method!r}"
             )
-        optimizer = self._task_optimizer(optimizer, task_learning_rates, task_optimizers)
+        optimizer = task_optimizer(optimizer, self.task_names, task_learning_rates, task_optimizers)
         super().compile(optimizer=optimizer, **kwargs)
         multi = getattr(self.optimizer, "inner_optimizer", self.optimizer)  # unwrap a LossScaleOptimizer
         if isinstance(multi, MultiOptimizer):
             multi.assign_groups({name: self.task_variables[name] for name in multi.optimizers})
         self._gradient_method = gradient_method
-        self._plan = _Untracked()
-        self._task_state = _TaskState(self._tasks, loss, metrics)
+        self._plan = Untracked()
+        self._task_state = TaskState(self._tasks, loss, metrics)
         strategy = weighting_lib.get(weighting)
         previous = getattr(self, "weighting", None)
         if previous is not None:
-            # Keras has no public way to stop tracking a sublayer; without this a previous compile's strategy
-            # variables would stay in `trainable_variables` and in saved files.
-            self._tracker.untrack(previous)
+            _keras_internals.untrack(self, previous)  # else its variables stay in the model's and in saved files
             del self.weighting
         strategy.configure(self._tasks, model=self)
         self.weighting = strategy
@@ -190,41 +181,6 @@ class MultiTaskModel(MultiWorkerSupport, keras.Model):
             "metrics": {k: [keras.saving.serialize_keras_object(m) for m in v] for k, v in metrics.items()},
             "gradient_method": gradient_method,
         }
-
-    def _task_optimizer(self, optimizer, task_learning_rates, task_optimizers):
-        """The optimizer to compile with: `optimizer`, or a `MultiOptimizer` when tasks get their own."""
-        task_learning_rates, task_optimizers = dict(task_learning_rates or {}), dict(task_optimizers or {})
-        for field, given in (("task_learning_rates", task_learning_rates), ("task_optimizers", task_optimizers)):
-            unknown = [k for k in given if k not in self.task_names]
-            if unknown:
-                raise ValueError(f"`{field}` names unknown task(s) {unknown}. Valid task names: {self.task_names}.")
-        both = sorted(set(task_learning_rates) & set(task_optimizers))
-        if both:
-            raise ValueError(f"Task(s) {both} appear in both `task_learning_rates` and `task_optimizers`; give one.")
-        if isinstance(getattr(optimizer, "inner_optimizer", optimizer), MultiOptimizer):
-            if task_learning_rates or task_optimizers:
-                raise ValueError("Pass `task_learning_rates`/`task_optimizers` or a MultiOptimizer, not both.")
-            return optimizer
-        if not (task_learning_rates or task_optimizers):
-            return optimizer
-        for name, rate in task_learning_rates.items():
-            if isinstance(rate, (int, float)) and not rate > 0:
-                raise ValueError(
-                    f"Invalid learning rate for task '{name}' in `task_learning_rates`. Expected a positive number "
-                    f"or a schedule. Received: {rate!r}"
-                )
-        optimizer = keras.optimizers.get(optimizer)
-        per_task = {name: with_learning_rate(optimizer, rate) for name, rate in task_learning_rates.items()}
-        per_task.update({name: keras.optimizers.get(opt) for name, opt in task_optimizers.items()})
-        return MultiOptimizer(optimizer, {n: per_task[n] for n in self.task_names if n in per_task})
-
-    def _gradient_plan(self):
-        """What the gradient-level train step needs, worked out on first use after each compile."""
-        if self._plan.value is None:
-            from kmtl.training.task_step import GradientPlan
-
-            self._plan.value = GradientPlan(self, rep_grad=getattr(self.weighting, "rep_grad", False))
-        return self._plan.value
 
     def get_compile_config(self):
         config = super().get_compile_config()
@@ -258,7 +214,7 @@ class MultiTaskModel(MultiWorkerSupport, keras.Model):
         state = self._require_compiled()
         values, counts = [], []
         for task in self._tasks:
-            weight = _task_sample_weight(sample_weight, task.name)
+            weight = task_sample_weight(sample_weight, task.name)
             values.append(masked_loss(task, state.loss_fns[task.name], y[task.name], y_pred[task.name], weight))
             counts.append(ops.sum(label_entries(task, y[task.name], y_pred[task.name], weight)[2]))
         values = ops.stack(values)
@@ -282,8 +238,8 @@ class MultiTaskModel(MultiWorkerSupport, keras.Model):
             global_losses = context.all_reduce("sum", ops.stop_gradient(share))
             losses = global_losses + replicas * (share - ops.stop_gradient(share))
         total, weights = self.weighting.combine(losses, training=training)
-        self._task_state.update_loss_trackers(ops.stop_gradient(losses), weights, _batch_size(y_pred))
-        return _scale_for_replicas(total + self._regularization_loss())
+        self._task_state.update_loss_trackers(ops.stop_gradient(losses), weights, batch_size(y_pred))
+        return scale_for_replicas(total + self._regularization_loss())
 
     def _regularization_loss(self):
         """Layer regularisation losses plus the model's cross-layer penalties, as one float32 scalar."""
@@ -294,9 +250,9 @@ class MultiTaskModel(MultiWorkerSupport, keras.Model):
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         state = self._require_compiled()
         for task in self._tasks:
-            weight = _task_sample_weight(sample_weight, task.name)
+            weight = task_sample_weight(sample_weight, task.name)
             for metric in state.metrics[task.name]:
-                _update_metric(task, metric, y[task.name], y_pred[task.name], weight)
+                update_metric(task, metric, y[task.name], y_pred[task.name], weight)
         return self.get_metrics_result()
 
     @property
@@ -307,12 +263,7 @@ class MultiTaskModel(MultiWorkerSupport, keras.Model):
             metrics += [m for m in self._task_state.all_metrics() if id(m) not in known]
         return metrics
 
-    def train_step(self, data):
-        if getattr(self, "weighting", None) is not None and self.weighting.gradient_level:
-            return gradient_level_train_step(self, data)
-        return super().train_step(data)
-
-    def _require_compiled(self) -> "_TaskState":
+    def _require_compiled(self) -> "TaskState":
         if self._task_state is None:
             raise RuntimeError("The model is not compiled. Call `model.compile(optimizer, weighting=...)` first.")
         return self._task_state
@@ -339,8 +290,6 @@ class MultiTaskModel(MultiWorkerSupport, keras.Model):
             callbacks.append(TaskNaNGuard())
         verbose = args[2] if len(args) > 2 else kwargs.get("verbose", "auto")
         if verbose != 0 and not any(isinstance(c, keras.callbacks.ProgbarLogger) for c in callbacks):
-            from kmtl.training.progress import TaskProgbarLogger
-
             callbacks.append(TaskProgbarLogger())  # a line that fits the terminal; History keeps every value
         if positional:
             args = (*args[:3], callbacks, *args[4:])
@@ -383,88 +332,10 @@ class _StrategyEpochEnd(keras.callbacks.Callback):
 
     def __init__(self, strategy):
         super().__init__()
-        self._strategy = _Untracked(strategy)
+        self._strategy = Untracked(strategy)
 
     def on_epoch_end(self, epoch, logs=None):
         self._strategy.value.on_epoch_end()
-
-
-class _Untracked:
-    """Holds a value out of Keras's attribute tracking (which would adopt variables found in lists or tuples)."""
-
-    def __init__(self, value=None):
-        self.value = value
-
-
-class _TaskState:
-    """What `compile` derives from the tasks: loss functions, metric objects and per-task trackers.
-
-    Kept outside Keras's automatic tracking so recompiling replaces it cleanly; `MultiTaskModel.metrics`
-    lists its metrics so Keras resets and reports them.
-    """
-
-    def __init__(self, tasks, loss_overrides, metric_overrides):
-        self.loss_fns = {t.name: resolve_loss(loss_overrides.get(t.name, t.loss), task_name=t.name) for t in tasks}
-        self.metrics = {t.name: resolve_metrics(t, metric_overrides.get(t.name)) for t in tasks}
-        self.loss_trackers = [keras.metrics.Mean(name=f"{t.name}_loss") for t in tasks]
-        self.weight_trackers = [keras.metrics.Mean(name=f"{t.name}_weight") for t in tasks]
-
-    def update_loss_trackers(self, losses, weights, batch_size):
-        """Records one batch; weighted by its size, as Keras weights its own `loss`, so `loss` = sum of tasks'."""
-        for i, (loss_tracker, weight_tracker) in enumerate(zip(self.loss_trackers, self.weight_trackers)):
-            loss_tracker.update_state(losses[i], sample_weight=batch_size)
-            weight_tracker.update_state(weights[i], sample_weight=batch_size)
-
-    def all_metrics(self):
-        out = []
-        for loss_tracker, weight_tracker in zip(self.loss_trackers, self.weight_trackers):
-            out += [loss_tracker, weight_tracker]
-        for task_metrics in self.metrics.values():
-            out += task_metrics
-        return out
-
-
-def _update_metric(task, metric, y_true, y_pred, sample_weight):
-    y_true, y_pred, _, weights = label_entries(task, y_true, y_pred, sample_weight)
-    if getattr(metric, "entrywise", True):
-        metric.update_state(y_true, y_pred, sample_weight=weights)
-        return
-    # Whole-vector metrics (e.g. landmark NME) see one row per example (per example and step for a per-step task),
-    # and a row only when all of its entries are present.
-    per_row = ops.min(ops.reshape(weights, (-1, task.label_width)), axis=-1)
-    filled = ops.reshape(y_true, (-1, task.label_width))
-    metric.update_state(filled, ops.reshape(y_pred, (-1, task.output_units)), sample_weight=per_row)
-
-
-def _batch_size(y_pred):
-    return ops.shape(keras.tree.flatten(y_pred)[0])[0]
-
-
-def _task_sample_weight(sample_weight, name):
-    if isinstance(sample_weight, Mapping):
-        return sample_weight.get(name)
-    return sample_weight
-
-
-def _scale_for_replicas(value):
-    """Divides by the number of replicas under `tf.distribute`, as Keras's own losses do."""
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        if replicas > 1:
-            value = value / replicas
-    return value
-
-
-def _unique_variables(layers):
-    seen, out = set(), []
-    for layer in layers:
-        for variable in layer.trainable_variables:
-            if id(variable) not in seen:
-                seen.add(id(variable))
-                out.append(variable)
-    return out
 
 
 def _check_overrides(loss, metrics):

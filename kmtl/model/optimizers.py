@@ -134,3 +134,31 @@ def with_learning_rate(optimizer, learning_rate):
     config["learning_rate"] = keras.saving.serialize_keras_object(learning_rate)
     config["name"] = f"{optimizer.name}_lr"
     return type(optimizer).from_config(config)
+
+
+def task_optimizer(optimizer, task_names, task_learning_rates=None, task_optimizers=None):
+    """The optimizer a `MultiTaskModel` compiles with: `optimizer`, or a `MultiOptimizer` when tasks get their own."""
+    task_learning_rates, task_optimizers = dict(task_learning_rates or {}), dict(task_optimizers or {})
+    for field, given in (("task_learning_rates", task_learning_rates), ("task_optimizers", task_optimizers)):
+        unknown = [k for k in given if k not in list(task_names)]
+        if unknown:
+            raise ValueError(f"`{field}` names unknown task(s) {unknown}. Valid task names: {list(task_names)}.")
+    both = sorted(set(task_learning_rates) & set(task_optimizers))
+    if both:
+        raise ValueError(f"Task(s) {both} appear in both `task_learning_rates` and `task_optimizers`; give one.")
+    if isinstance(getattr(optimizer, "inner_optimizer", optimizer), MultiOptimizer):
+        if task_learning_rates or task_optimizers:
+            raise ValueError("Pass `task_learning_rates`/`task_optimizers` or a MultiOptimizer, not both.")
+        return optimizer
+    if not (task_learning_rates or task_optimizers):
+        return optimizer
+    for name, rate in task_learning_rates.items():
+        if isinstance(rate, (int, float)) and not rate > 0:
+            raise ValueError(
+                f"Invalid learning rate for task '{name}' in `task_learning_rates`. Expected a positive number "
+                f"or a schedule. Received: {rate!r}"
+            )
+    optimizer = keras.optimizers.get(optimizer)
+    per_task = {name: with_learning_rate(optimizer, rate) for name, rate in task_learning_rates.items()}
+    per_task.update({name: keras.optimizers.get(opt) for name, opt in task_optimizers.items()})
+    return MultiOptimizer(optimizer, {n: per_task[n] for n in list(task_names) if n in per_task})

@@ -1,13 +1,12 @@
-"""Training utilities: per-task optimizers, callbacks (gradient-reversal schedule, expert utilisation, gradient
-conflict) and the gradient-level step."""
+"""Callbacks and utilities users add to training: backup and resume, the NaN guard, the progress line, gradient
+conflict, expert utilisation, the gradient-reversal schedule, per-task optimizers and cluster configuration."""
 
+from kmtl.model import MultiOptimizer, TaskNaNGuard, TaskProgbarLogger
 from kmtl.training import distribute
 from kmtl.training.backup import BackupAndResume
 from kmtl.training.callbacks import GradientReversalSchedule, grl_schedule
 from kmtl.training.conflict import GradientConflictMonitor
 from kmtl.training.expert_utilization import ExpertUtilizationLogger, expert_utilization
-from kmtl.training.multi_optimizer import MultiOptimizer
-from kmtl.training.nan_guard import TaskNaNGuard
 
 __all__ = [
     "BackupAndResume",
@@ -16,6 +15,7 @@ __all__ = [
     "GradientReversalSchedule",
     "MultiOptimizer",
     "TaskNaNGuard",
+    "TaskProgbarLogger",
     "distribute",
     "expert_utilization",
     "grl_schedule",

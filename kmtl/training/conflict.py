@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from kmtl._files import write_file
-from kmtl.training.task_step import per_task_gradients
+from kmtl.model.gradients import per_task_gradients
 
 
 class GradientConflictMonitor(keras.callbacks.Callback):
