@@ -22,7 +22,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -33,6 +32,7 @@ import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 
 import kmtl  # noqa: E402
+from _timing import StepTimes  # noqa: E402
 from kmtl.tasks.batch_checks import checked_batches  # noqa: E402
 
 SIZES = {"tiny": {"inputs": 5, "trunk": (8,), "batch": 8}, "mlp 256-512-512": {"inputs": 256, "trunk": (512, 512), "batch": 256}}
@@ -70,21 +70,6 @@ def data(size, steps):
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(spec["batch"]).cache()
 
 
-class Stamp(keras.callbacks.Callback):
-    def __init__(self, steps):
-        super().__init__()
-        self.steps = steps
-
-    def on_train_begin(self, logs=None):
-        self.stamps = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.stamps.append(time.perf_counter())
-
-    def on_train_end(self, logs=None):
-        self.steps.extend(b - a for a, b in zip(self.stamps, self.stamps[1:]))
-
-
 def measure(size, jit_compile, steps, repeats):
     model = build(size, jit_compile)
     plain = data(size, steps)
@@ -95,7 +80,7 @@ def measure(size, jit_compile, steps, repeats):
     order = list(configurations)
     for repeat in range(repeats):
         for label in order[:: 1 if repeat % 2 == 0 else -1]:  # ABBA: no order bias
-            keras.Model.fit(model, configurations[label], epochs=1, verbose=0, callbacks=[Stamp(times[label])])
+            keras.Model.fit(model, configurations[label], epochs=1, verbose=0, callbacks=[StepTimes(times[label])])
     return {k: statistics.median(v) for k, v in times.items()}
 
 

@@ -41,6 +41,7 @@ tf.config.threading.set_inter_op_parallelism_threads(2)
 import keras  # noqa: E402
 
 import kmtl  # noqa: E402
+from _timing import StepTimes  # noqa: E402
 from kmtl.training import TaskNaNGuard  # noqa: E402
 
 SIZES = {
@@ -80,21 +81,6 @@ def data(tasks, spec, steps):
     return x, y
 
 
-class Stamp(keras.callbacks.Callback):
-    def __init__(self, steps):
-        super().__init__()
-        self.steps = steps
-
-    def on_train_begin(self, logs=None):
-        self.stamps = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.stamps.append(time.perf_counter())
-
-    def on_train_end(self, logs=None):
-        self.steps.extend(b - a for a, b in zip(self.stamps, self.stamps[1:]))
-
-
 def measure(size, steps, repeats):
     model, tasks, spec = build(size)
     x, y = data(tasks, spec, steps)
@@ -104,7 +90,7 @@ def measure(size, steps, repeats):
     configurations = [("without", lambda: []), ("with", lambda: [TaskNaNGuard()])]
     for repeat in range(repeats):
         for label, extra in configurations[:: 1 if repeat % 2 == 0 else -1]:  # ABBA: no order bias
-            model.fit(x, y, callbacks=[Stamp(times[label])] + extra(), **kwargs)
+            model.fit(x, y, callbacks=[StepTimes(times[label])] + extra(), **kwargs)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -132,7 +118,7 @@ def dispatch(size, with_guard, batches=5000):
     for task in tasks:
         logs.update({f"{task.name}_loss": tf.constant(0.5), f"{task.name}_weight": tf.constant(1.0),
                      f"{task.name}_metric": tf.constant(0.7)})
-    callbacks = [Stamp([])] + ([TaskNaNGuard()] if with_guard else [])
+    callbacks = [StepTimes([])] + ([TaskNaNGuard()] if with_guard else [])
     callback_list = keras.callbacks.CallbackList(callbacks, add_history=True, add_progbar=False, model=model,
                                                  epochs=1, steps=batches)
     callback_list.on_train_begin()
