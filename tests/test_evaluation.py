@@ -1,22 +1,23 @@
 """`kmtl.evaluate` and `EvaluationReport`."""
 
+import functools
+
 import keras
 import numpy as np
 import pytest
 from sklearn import metrics as skm
+from tiny import tiny_data, tiny_model
 
 import kmtl
 from kmtl.evaluation import EvaluationReport, report_from_logs
 from kmtl.evaluation.scores import TaskScorer, geometric_mean
 
 
-def _model():
-    tasks = [kmtl.Task("age", "regression"), kmtl.Task("age_group", "multiclass", num_classes=3)]
-    x = keras.Input((4,), name="features")
-    h = keras.layers.Dense(8, activation="relu")(x)
-    model = kmtl.builders.hard_sharing(x, h, tasks)
-    model.compile(optimizer="sgd")
-    return model
+# An untrained two-task model: regression `age` and 3-class `age_group` on a ReLU trunk.
+_model = functools.partial(
+    tiny_model, tasks=[kmtl.Task("age", "regression"), kmtl.Task("age_group", "multiclass", num_classes=3)],
+    trunk_units=8, activation="relu", head_units=(), optimizer="sgd",
+)
 
 
 def test_logs_are_grouped_by_task_with_longest_name_first():
@@ -40,11 +41,8 @@ def test_table_has_a_row_per_task_and_a_dash_for_absent_metrics():
 
 
 def test_evaluate_matches_keras_evaluate():
-    keras.utils.set_random_seed(1)
-    model = _model()
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(32, 4)).astype("float32")
-    y = {"age": rng.normal(size=(32, 1)).astype("float32"), "age_group": rng.integers(0, 3, 32)}
+    model = _model(seed=1)
+    x, y = tiny_data(model.tasks, n=32, seed=0)
     report = kmtl.evaluate(model, x, y, batch_size=32)
     logs = model.evaluate(x, y, batch_size=32, return_dict=True, verbose=0)
     assert np.isclose(report["age"]["mae"], logs["age_mae"])
@@ -156,17 +154,13 @@ def test_per_step_labels_are_flattened_to_present_steps():
 @pytest.fixture(scope="module")
 def trained_report():
     """An untrained 4-task model (one auxiliary), labels with missing entries and its report, made once."""
-    keras.utils.set_random_seed(2)
     tasks = [
         kmtl.Task("smile", "binary", label_names=["no", "yes"]),
         kmtl.Task("hair", "multiclass", num_classes=3, label_names=["black", "blond", "brown"]),
         kmtl.Task("age", "regression"),
         kmtl.Task("domain", "binary", auxiliary=True),
     ]
-    x = keras.Input((4,), name="features")
-    h = keras.layers.Dense(8, activation="relu")(x)
-    model = kmtl.builders.hard_sharing(x, h, tasks)
-    model.compile(optimizer="sgd", run_eagerly=True)
+    model = _model(tasks=tasks, seed=2, run_eagerly=True)
     rng = np.random.default_rng(0)
     inputs = rng.normal(size=(24, 4)).astype("float32")
     labels = {

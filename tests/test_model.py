@@ -5,34 +5,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny import tiny_data, tiny_model, tiny_tasks
 
 import kmtl
 from kmtl import Task
 
 N = 12
-TASKS = [
-    Task("a", "binary"),
-    Task("b", "regression", units=2),
-    Task("c", "multiclass", num_classes=3),
-]
-
-
-def make_model(tasks=TASKS, head_units=(3,), trunk_units=5, seed=0):
-    keras.utils.set_random_seed(seed)
-    x = keras.Input((4,), name="x")
-    h = keras.layers.Dense(trunk_units, activation="tanh", name="trunk")(x)
-    return kmtl.builders.hard_sharing(x, h, tasks, head_units=head_units)
-
-
-def make_data(n=N, seed=1):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 4)).astype("float32")
-    y = {
-        "a": rng.integers(0, 2, n).astype("int32"),
-        "b": rng.normal(size=(n, 2)).astype("float32"),
-        "c": rng.integers(0, 3, n).astype("int32"),
-    }
-    return x, y
+TASKS = tiny_tasks()
 
 
 def bce(y, p):
@@ -53,13 +32,13 @@ def assert_same(before, after):
 
 
 def test_output_keys_and_shapes():
-    model = make_model()
+    model = tiny_model(tasks=TASKS, compile=False)
     assert isinstance(model, kmtl.MultiTaskModel)
     assert sorted(model.output) == ["a", "b", "c"]
     assert model.task_names == ["a", "b", "c"]
     assert [t.name for t in model.tasks] == ["a", "b", "c"]
     assert model.task("b") is TASKS[1]
-    x, _ = make_data()
+    x, _ = tiny_data(TASKS, n=N)
     pred = model.predict(x, verbose=0)
     assert sorted(pred) == ["a", "b", "c"]
     assert pred["a"].shape == (N, 1) and pred["b"].shape == (N, 2) and pred["c"].shape == (N, 3)
@@ -73,7 +52,7 @@ def test_output_keys_and_shapes():
 
 
 def test_partition_of_hard_sharing():
-    model = make_model()
+    model = tiny_model(tasks=TASKS, compile=False)
     trunk = model.get_layer("trunk")
     assert {id(v) for v in model.shared_variables} == {id(v) for v in trunk.trainable_variables}
     assert sorted(model.task_variables) == ["a", "b", "c"]
@@ -109,7 +88,7 @@ def test_partition_with_a_layer_feeding_two_of_three_tasks():
 
 
 def test_partition_excludes_weighting_variables():
-    model = make_model()
+    model = tiny_model(tasks=TASKS, compile=False)
     model.compile(optimizer="sgd", weighting="uncertainty")
     partition = {id(v) for v in model.shared_variables}
     for variables in model.task_variables.values():
@@ -167,9 +146,9 @@ TASK_KEYS = {f"{n}_{k}" for n in "abc" for k in ("loss", "weight")} | METRIC_KEY
 
 
 def test_logs_contain_task_losses_weights_and_metrics():
-    model = make_model()
+    model = tiny_model(tasks=TASKS, compile=False)
     model.compile(optimizer="sgd")
-    x, y = make_data()
+    x, y = tiny_data(TASKS, n=N)
     logs = model.evaluate(x, y, return_dict=True, verbose=0)
     assert set(logs) == TASK_KEYS
     history = model.fit(x, y, validation_data=(x, y), epochs=1, batch_size=N, verbose=0).history
@@ -177,9 +156,9 @@ def test_logs_contain_task_losses_weights_and_metrics():
 
 
 def test_task_losses_match_hand_computed_values():
-    model = make_model()
+    model = tiny_model(tasks=TASKS, compile=False)
     model.compile(optimizer="sgd", weighting="equal")
-    x, y = make_data()
+    x, y = tiny_data(TASKS, n=N)
     y["a"][[0, 3]] = -1
     y["b"][1, 0] = np.nan
     pred = model.predict(x, verbose=0)
@@ -197,9 +176,9 @@ def test_task_losses_match_hand_computed_values():
 
 
 def test_equal_weighting_loss_is_sum_of_task_losses():
-    model = make_model()
+    model = tiny_model(tasks=TASKS, compile=False)
     model.compile(optimizer="sgd", weighting="equal")
-    x, y = make_data()
+    x, y = tiny_data(TASKS, n=N)
     logs = model.evaluate(x, y, batch_size=N, return_dict=True, verbose=0)
     assert logs["loss"] == pytest.approx(logs["a_loss"] + logs["b_loss"] + logs["c_loss"], abs=1e-5)
     assert logs["a_weight"] == logs["b_weight"] == logs["c_weight"] == 1.0
@@ -208,9 +187,9 @@ def test_equal_weighting_loss_is_sum_of_task_losses():
 def test_equal_weighting_loss_is_sum_of_task_losses_with_a_partial_last_batch():
     # 10 rows in batches of 4, 4 and 2: the logged `loss` and the logged task losses must average over batches
     # the same way, so that `loss` is still the sum of the task losses.
-    model = make_model()
+    model = tiny_model(tasks=TASKS, compile=False)
     model.compile(optimizer="sgd", weighting="equal")
-    x, y = make_data(n=10)
+    x, y = tiny_data(TASKS, n=10)
     logs = model.evaluate(x, y, batch_size=4, return_dict=True, verbose=0)
     assert logs["loss"] == pytest.approx(logs["a_loss"] + logs["b_loss"] + logs["c_loss"], abs=1e-5)
 
@@ -221,9 +200,9 @@ def test_static_weighting_uses_task_loss_weights():
         Task("b", "regression", units=2, loss_weight=2.0),
         Task("c", "multiclass", num_classes=3, loss_weight=0.0),
     ]
-    model = make_model(tasks)
+    model = tiny_model(tasks=tasks, compile=False)
     model.compile(optimizer="sgd", weighting="static")
-    x, y = make_data()
+    x, y = tiny_data(TASKS, n=N)
     logs = model.evaluate(x, y, batch_size=N, return_dict=True, verbose=0)
     assert (logs["a_weight"], logs["b_weight"], logs["c_weight"]) == (0.25, 2.0, 0.0)
     expected = 0.25 * logs["a_loss"] + 2.0 * logs["b_loss"]
@@ -234,9 +213,9 @@ def test_static_weighting_uses_task_loss_weights():
 
 
 def test_missing_labels_change_nothing():
-    model = make_model()
+    model = tiny_model(tasks=TASKS, compile=False)
     model.compile(optimizer="sgd")
-    x, y = make_data()
+    x, y = tiny_data(TASKS, n=N)
     rows = np.array([0, 2, 5, 6, 9])  # rows where a's and b's labels are missing
     y["a"][rows] = -1
     y["b"][rows] = np.nan
@@ -248,9 +227,9 @@ def test_missing_labels_change_nothing():
 
 
 def test_missing_label_entries_in_one_unit_of_a_regression_task():
-    model = make_model()
+    model = tiny_model(tasks=TASKS, compile=False)
     model.compile(optimizer="sgd")
-    x, y = make_data()
+    x, y = tiny_data(TASKS, n=N)
     y["b"][:, 1] = np.nan  # only the first unit is labelled
     pred = model.predict(x, verbose=0)
     logs = model.evaluate(x, y, batch_size=N, return_dict=True, verbose=0)
@@ -259,9 +238,9 @@ def test_missing_label_entries_in_one_unit_of_a_regression_task():
 
 
 def test_all_labels_of_a_task_missing():
-    model = make_model()
+    model = tiny_model(tasks=TASKS, compile=False)
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1, momentum=0.0))
-    x, y = make_data()
+    x, y = tiny_data(TASKS, n=N)
     y["a"][:] = -1
     logs = model.evaluate(x, y, batch_size=N, return_dict=True, verbose=0)
     assert logs["a_loss"] == 0.0
@@ -284,7 +263,7 @@ def test_all_labels_of_a_task_missing():
 
 
 def _bad_labels(case):
-    x, y = make_data()
+    x, y = tiny_data(TASKS, n=N)
     if case == "missing_task":
         del y["c"]
         match = r"missing for task\(s\) \['c'\]"
@@ -305,7 +284,7 @@ CASES = ["missing_task", "unknown_key", "out_of_range", "wrong_shape"]
 
 @pytest.fixture(scope="module")
 def compiled_model():
-    model = make_model()
+    model = tiny_model(tasks=TASKS, compile=False)
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     return model
 
@@ -331,7 +310,7 @@ def test_fit_validates_dataset_labels_before_training(compiled_model, case):
 
 @pytest.mark.parametrize("as_dataset", [False, True])
 def test_fit_validates_validation_data_before_training(compiled_model, as_dataset):
-    x, y = make_data()
+    x, y = tiny_data(TASKS, n=N)
     vx, vy, match = _bad_labels("out_of_range")
     validation = tf.data.Dataset.from_tensor_slices((vx, vy)).batch(4) if as_dataset else (vx, vy)
     before = weights_of(compiled_model.trainable_variables)
@@ -347,7 +326,7 @@ def test_evaluate_validates_labels(compiled_model):
 
 
 def test_labels_as_a_list_are_rejected(compiled_model):
-    x, y = make_data()
+    x, y = tiny_data(TASKS, n=N)
     with pytest.raises(ValueError, match="dict keyed by task name"):
         compiled_model.fit(x, [y["a"], y["b"], y["c"]], epochs=1, verbose=0)
 
@@ -356,39 +335,39 @@ def test_labels_as_a_list_are_rejected(compiled_model):
 
 
 def test_compile_rejects_loss_weights():
-    model = make_model()
+    model = tiny_model(tasks=TASKS, compile=False)
     with pytest.raises(ValueError, match=r"`loss_weights`.*loss_weight.*static"):
         model.compile(optimizer="sgd", loss_weights={"a": 1.0, "b": 1.0, "c": 1.0})
 
 
 @pytest.mark.parametrize("field", ["loss", "metrics"])
 def test_compile_overrides_with_unknown_task_names(field):
-    model = make_model()
+    model = tiny_model(tasks=TASKS, compile=False)
     value = {"a": "mse", "zz": "mse"} if field == "loss" else {"zz": ["mae"]}
     with pytest.raises(ValueError, match=rf"`{field}` names unknown task\(s\) \['zz'\].*\['a', 'b', 'c'\]"):
         model.compile(optimizer="sgd", **{field: value})
 
 
 def test_compile_rejects_unknown_weighting():
-    model = make_model()
+    model = tiny_model(tasks=TASKS, compile=False)
     with pytest.raises(ValueError, match=r"weighting.*'equal'.*'static'.*'uncertainty'.*nope"):
         model.compile(optimizer="sgd", weighting="nope")
 
 
 def test_compile_rejects_metric_of_the_wrong_kind():
-    model = make_model()
+    model = tiny_model(tasks=TASKS, compile=False)
     with pytest.raises(ValueError, match=r"Task 'a'.*'mae'"):
         model.compile(optimizer="sgd", metrics={"a": ["mae"]})
 
 
 def test_compile_loss_and_metric_overrides():
-    model = make_model()
+    model = tiny_model(tasks=TASKS, compile=False)
     model.compile(
         optimizer="sgd",
         loss={"b": "mae"},
         metrics={"b": ["mse"], "a": [keras.metrics.Precision(name="prec")]},
     )
-    x, y = make_data()
+    x, y = tiny_data(TASKS, n=N)
     y["a"][:4] = 1
     pred = model.predict(x, verbose=0)
     logs = model.evaluate(x, y, batch_size=N, return_dict=True, verbose=0)
@@ -403,7 +382,7 @@ def test_compile_loss_and_metric_overrides():
 
 
 def test_recompiling_with_another_weighting_leaves_no_stale_variables():
-    model = make_model()
+    model = tiny_model(tasks=TASKS, compile=False)
     model.compile(optimizer="sgd", weighting="uncertainty")
     model.compile(optimizer="sgd", weighting="equal")
     assert not [v.path for v in model.trainable_variables if "log_variance" in v.path]
@@ -413,7 +392,7 @@ def test_recompiling_with_another_weighting_leaves_no_stale_variables():
 
 
 def test_recompiling_uncertainty_twice_keeps_one_log_variance():
-    model = make_model()
+    model = tiny_model(tasks=TASKS, compile=False)
     model.compile(optimizer="sgd", weighting="uncertainty")
     model.compile(optimizer="sgd", weighting="uncertainty")
     stale = [v for v in model.trainable_variables if "log_variance" in v.path]
@@ -421,8 +400,8 @@ def test_recompiling_uncertainty_twice_keeps_one_log_variance():
 
 
 def test_task_losses_require_compile():
-    model = make_model()
-    x, y = make_data()
+    model = tiny_model(tasks=TASKS, compile=False)
+    x, y = tiny_data(TASKS, n=N)
     with pytest.raises(RuntimeError, match="not compiled"):
         model.task_losses(y, model(x))
 
@@ -439,7 +418,7 @@ def test_one_epoch_decreases_every_task_loss():
         "b": np.stack([x[:, 2], x[:, 0] - x[:, 3]], axis=-1).astype("float32"),
         "c": np.argmax(x[:, :3], axis=-1).astype("int32"),
     }
-    model = make_model(head_units=(8,), trunk_units=16)
+    model = tiny_model(tasks=TASKS, head_units=(8,), trunk_units=16, compile=False)
     model.compile(optimizer=keras.optimizers.Adam(0.02), weighting="equal")
     before = model.evaluate(x, y, batch_size=n, return_dict=True, verbose=0)
     model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)

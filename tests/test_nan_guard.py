@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from keras import ops
+from tiny import tiny_data, tiny_model
 
 import kmtl
 from kmtl.training import TaskNaNGuard
@@ -155,33 +156,26 @@ def test_invalid_on_nan():
 
 
 def relu_model():
-    keras.utils.set_random_seed(0)
-    x = keras.Input((3,), name="x")
-    trunk = keras.layers.Dense(4, activation="relu", name="shared")(x)
-    model = kmtl.builders.hard_sharing(x, trunk, TASKS[:2])
-    model.compile(optimizer=keras.optimizers.SGD(0.1))
-    return model
+    return tiny_model(tasks=TASKS[:2], input_dim=3, trunk_units=4, activation="relu", head_units=())
 
 
 def test_weights_turned_nan_by_a_nan_input_are_caught_though_the_losses_stay_finite():
     # oneDNN's ReLU maps NaN to 0: a NaN input makes the shared kernel NaN, yet every loss stays finite.
     # Before: training ran on silently, the heads outputting constants.
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(ROWS, 3)).astype("float32")
+    x, y = tiny_data(TASKS[:2], n=ROWS, input_dim=3, seed=0)
     x[9, 1] = np.nan  # batch 2
-    y = {"a": rng.normal(size=(ROWS, 1)).astype("float32"), "b": rng.integers(0, 2, (ROWS, 1)).astype("float32")}
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)
     unguarded, model = BatchLogs(), relu_model()
     model.fit(data, epochs=1, verbose=0, shuffle=False, callbacks=[unguarded], nan_guard=False)
     assert all(np.isfinite(step["loss"]) for step in unguarded.logs)
-    assert np.isnan(model.get_layer("shared").kernel.numpy()).any()
+    assert np.isnan(model.get_layer("trunk").kernel.numpy()).any()
 
     guard = TaskNaNGuard(on_nan="raise", check_weights=1)
     with pytest.raises(FloatingPointError, match=r"Weights became NaN or infinite at epoch 0, batch 2, while every "
-                       r"task loss stayed finite: 'shared/kernel' \(shared\)\. The likely cause is a NaN or infinite "
+                       r"task loss stayed finite: 'trunk/kernel' \(shared\)\. The likely cause is a NaN or infinite "
                        r"value in the inputs"):
         relu_model().fit(data, epochs=1, verbose=0, shuffle=False, callbacks=[guard])
-    assert (guard.batch, guard.nan_variables) == (2, ["shared/kernel"])
+    assert (guard.batch, guard.nan_variables) == (2, ["trunk/kernel"])
 
 
 def test_weights_are_checked_less_often_when_the_check_costs_more_than_one_percent_of_a_step():

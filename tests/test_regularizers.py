@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny import tiny_data
 
 import kmtl
 from kmtl.regularizers import (
@@ -307,11 +308,6 @@ def make_model(penalties, widths=(4, 4, 4)):
     return kmtl.MultiTaskModel(x, outputs, tasks=TASKS, penalties=penalties)
 
 
-def make_data(n=16):
-    rng = np.random.default_rng(1)
-    return rng.normal(size=(n, 3)).astype("float32"), {t.name: rng.normal(size=(n, 1)).astype("float32") for t in TASKS}
-
-
 def test_attach_to_a_model_without_the_layer_names_it():
     with pytest.raises(ValueError, match="GroupLasso: the model has no layer named 'tower_d_1'"):
         make_model([GroupLasso(["tower_a_1", "tower_d_1"])])
@@ -344,7 +340,7 @@ def test_penalties_are_added_to_the_loss_and_restored_with_their_state(tmp_path)
     ]
     model = make_model(penalties)
     model.compile(optimizer=keras.optimizers.Adam(0.01))
-    x, y = make_data()
+    x, y = tiny_data(TASKS, input_dim=3)
     model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[TaskCovarianceUpdater()])
     omega = penalties[-1].task_covariance.numpy()
     assert not np.allclose(omega, np.eye(3) / 3)  # re-estimated during fit
@@ -368,7 +364,7 @@ def test_covariance_updater_follows_update_every(monkeypatch):
     model.compile(optimizer="sgd")
     calls = []
     monkeypatch.setattr(prior, "update_covariance", lambda: calls.append(int(model.optimizer.iterations.numpy())))
-    x, y = make_data(n=20)
+    x, y = tiny_data(TASKS, n=20, input_dim=3)
     model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[TaskCovarianceUpdater()])  # 5 steps
     assert calls == [2, 4]
 
@@ -376,6 +372,6 @@ def test_covariance_updater_follows_update_every(monkeypatch):
 def test_covariance_updater_needs_a_prior():
     model = make_model([SoftSharingL2(NAMES)])
     model.compile(optimizer="sgd")
-    x, y = make_data()
+    x, y = tiny_data(TASKS, input_dim=3)
     with pytest.raises(ValueError, match="no TaskRelationshipPrior"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[TaskCovarianceUpdater()])

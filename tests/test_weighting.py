@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from keras import ops
-from weighting_testing import make_data, make_model
+from tiny import tiny_data, tiny_model
 
 import kmtl
 from kmtl import Task
@@ -159,8 +159,8 @@ def test_uncertainty_converges_to_closed_form_optimum():
 
 
 def test_log_variance_moves_during_fit():
-    model = make_model("uncertainty", keras.optimizers.Adam(0.05))
-    x, y = make_data()
+    model = tiny_model("uncertainty", optimizer=keras.optimizers.Adam(0.05))
+    x, y = tiny_data()
     before = model.weighting.log_variance.numpy().copy()
     np.testing.assert_array_equal(before, 0.0)
     model.fit(x, y, batch_size=4, epochs=2, verbose=0)
@@ -193,9 +193,9 @@ class FirstTaskOnly(GradientWeighting):
 
 
 def test_sum_of_gradients_matches_equal_weighting():
-    x, y = make_data()
-    equal = make_model("equal")
-    custom = make_model(SumOfGradients())
+    x, y = tiny_data()
+    equal = tiny_model("equal")
+    custom = tiny_model(SumOfGradients())
     by_path = lambda model: {v.path: v.numpy() for v in model.trainable_variables}
     initial = by_path(equal)
     assert sorted(initial) == sorted(by_path(custom))
@@ -224,9 +224,9 @@ def manual_task_losses(model, x, y):
 
 
 def test_gradient_level_direction_drives_the_shared_variables_only():
-    x, y = make_data()
+    x, y = tiny_data()
     lr = 0.1
-    reference = make_model("equal")
+    reference = tiny_model("equal")
     shared = reference.shared_variables
     own = reference.task_variables
     with tf.GradientTape(persistent=True) as tape:
@@ -240,7 +240,7 @@ def test_gradient_level_direction_drives_the_shared_variables_only():
     del tape
     assert len(expected) == len(reference.trainable_variables)
 
-    model = make_model(FirstTaskOnly(), keras.optimizers.SGD(learning_rate=lr))
+    model = tiny_model(FirstTaskOnly(), optimizer=keras.optimizers.SGD(learning_rate=lr))
     history = model.fit(x, y, batch_size=16, epochs=1, verbose=0).history
     for v in model.trainable_variables:
         np.testing.assert_allclose(v.numpy(), expected[v.path], atol=1e-5, err_msg=v.path)
@@ -262,29 +262,29 @@ def test_a_strategy_object_serves_one_model():
     # Before: the second compile re-created the strategy's state for 2 tasks and training the first model failed
     # with "Dimensions must be equal, but are 2 and 3".
     strategy = Uncertainty()
-    first = make_model(strategy)
+    first = tiny_model(strategy)
     with pytest.raises(
         ValueError,
         match=rf"This Weighting object is already used by model '{first.name}'; pass a new one \(or a name\) to each "
         r"model\. Received: weighting=<Uncertainty name=uncertainty_weighting",
     ):
         two_task_model(strategy)
-    x, y = make_data()
+    x, y = tiny_data()
     assert np.isfinite(first.fit(x, y, batch_size=8, epochs=1, verbose=0).history["loss"][0])
 
 
 def test_a_strategy_object_with_equal_task_counts_is_not_shared_silently():
     strategy = kmtl.weighting.GradNorm()
-    first = make_model(strategy)
+    first = tiny_model(strategy)
     with pytest.raises(ValueError, match="already used by model"):
-        make_model(strategy)
+        tiny_model(strategy)
     assert first.weighting is strategy
 
 
 def test_recompiling_the_same_model_with_its_strategy_works():
     strategy = kmtl.weighting.GradVac(seed=1)
-    model = make_model(strategy)
-    x, y = make_data()
+    model = tiny_model(strategy)
+    x, y = tiny_data()
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     model.compile(optimizer=keras.optimizers.SGD(0.1), weighting=strategy)
     assert model.weighting is strategy
@@ -294,9 +294,9 @@ def test_recompiling_the_same_model_with_its_strategy_works():
 
 def test_a_strategy_released_by_a_recompile_may_serve_another_model():
     strategy = Uncertainty()
-    model = make_model(strategy)
+    model = tiny_model(strategy)
     model.compile(optimizer="sgd", weighting="equal")
-    other = make_model(strategy)
+    other = tiny_model(strategy)
     assert other.weighting is strategy
 
 

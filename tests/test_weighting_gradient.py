@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from keras import ops
-from weighting_testing import make_data
-from weighting_testing import make_model as tiny_model
+from tiny import tiny_data, tiny_model
 
 from kmtl import Task
 from kmtl.weighting import STRATEGIES as NAMES
@@ -489,10 +488,6 @@ def test_invalid_arguments(make, match):
 # === Inside a model: training and saved state ===
 
 
-def make_model(weighting, seed=0):
-    return tiny_model(weighting, head_units=(), seed=seed)
-
-
 @pytest.mark.parametrize(
     "weighting, state",
     [
@@ -502,8 +497,8 @@ def make_model(weighting, seed=0):
     ],
 )
 def test_state_survives_save_and_load(weighting, state, tmp_path):
-    model = make_model(weighting)
-    x, y = make_data()
+    model = tiny_model(weighting, head_units=())
+    x, y = tiny_data()
     history = model.fit(x, y, batch_size=8, epochs=2, verbose=0).history
     assert np.isfinite(history["loss"]).all()
     for name in state:
