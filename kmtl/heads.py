@@ -53,6 +53,8 @@ def task_head(
     _check_features(task, features)
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"Invalid value for `dropout`. Expected a float in [0, 1). Received: dropout={dropout}")
+    if getattr(task, "per_pixel", False):
+        return pixel_head(task, features, hidden_units, activation=activation, dropout=dropout)
     x = features
     for i, units in enumerate(hidden_units, start=1):
         x = keras.layers.Dense(units, activation=activation, name=f"{task.name}_hidden_{i}")(x)
@@ -67,8 +69,60 @@ def task_head(
     return keras.layers.Rescaling(task.target_scale, offset=task.target_offset, name=task.name, dtype="float32")(x)
 
 
+def pixel_head(
+    task: Task,
+    features,
+    hidden_units: Sequence[int] = (),
+    *,
+    activation: str = "relu",
+    dropout: float = 0.0,
+):
+    """Applies a per-pixel task's head to a feature map: 3x3 convolutions, then a 1x1 convolution per pixel.
+
+    The output layer is a `Conv2D` named after the task, computing in float32 (so under mixed precision the mask
+    probabilities stay accurate); hidden layers are `<task>_hidden_<i>` (3x3, same padding) and, with dropout,
+    `<task>_dropout_<i>` (`SpatialDropout2D`). A regression task with `target_offset`/`target_scale` predicts
+    standardised values rescaled by a fixed `Rescaling` named after the task.
+
+    Args:
+        task: `Task` with `per_pixel=True`.
+        features: symbolic tensor `(batch, height, width, channels)`, e.g. a U-Net decoder's last map.
+        hidden_units: sequence of int. Filters of the hidden 3x3 convolutions.
+        activation: str. Activation of the hidden layers.
+        dropout: float. Spatial dropout rate after each hidden layer.
+
+    Returns:
+        Symbolic tensor `(batch, height, width, task.output_units)`.
+
+    Example:
+
+    >>> maps = keras.Input((16, 16, 8))
+    >>> task_head(Task("lesion", "binary", per_pixel=True), maps).shape
+    (None, 16, 16, 1)
+    """
+    _check_features(task, features)
+    x = features
+    for i, units in enumerate(hidden_units, start=1):
+        x = keras.layers.Conv2D(units, 3, padding="same", activation=activation, name=f"{task.name}_hidden_{i}")(x)
+        if dropout:
+            x = keras.layers.SpatialDropout2D(dropout, name=f"{task.name}_dropout_{i}")(x)
+    if not task.standardizes_targets:
+        return keras.layers.Conv2D(task.output_units, 1, activation=task.activation, name=task.name, dtype="float32")(x)
+    x = keras.layers.Conv2D(
+        task.output_units, 1, activation=task.activation, name=f"{task.name}_standardized", dtype="float32"
+    )(x)
+    return keras.layers.Rescaling(task.target_scale, offset=task.target_offset, name=task.name, dtype="float32")(x)
+
+
 def _check_features(task: Task, features) -> None:
     rank = len(features.shape)
+    if getattr(task, "per_pixel", False):
+        if rank != 4:
+            raise ValueError(
+                f"Task '{task.name}' is per_pixel: its head reads a feature map (batch, height, width, channels). "
+                f"Received shape {features.shape}; keep the image axes (e.g. a decoder's output)."
+            )
+        return
     if task.per_step and rank != 3:
         raise ValueError(
             f"Task '{task.name}' is per_step: its head reads per-step features (batch, steps, features). Received "
@@ -81,7 +135,8 @@ def _check_features(task: Task, features) -> None:
             "keras.layers.GlobalAveragePooling1D) or declare the task with per_step=True."
         )
     if not task.per_step and rank != 2:
+        pixels = " or, for one output per pixel, declare the task with per_pixel=True" if rank == 4 else ""
         raise ValueError(
             f"Task '{task.name}': heads read a feature vector (batch, features). Received shape {features.shape}; "
-            "pool or flatten the features first (e.g. keras.layers.GlobalAveragePooling2D)."
+            f"pool or flatten the features first (e.g. keras.layers.GlobalAveragePooling2D){pixels}."
         )

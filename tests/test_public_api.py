@@ -17,7 +17,7 @@ PUBLIC = {
     ],
     "kmtl.builders": [
         "cross_stitch", "hard_sharing", "hierarchy", "mmoe", "ple", "sluice", "soft_sharing", "split",
-        "stacked_heads_model",
+        "stacked_heads_model", "unet",
     ],
     "kmtl.layers": [
         "ChannelGroups", "CrossStitch", "ExpertGate", "ExpertMixture", "Experts", "FeatureFusion", "GradientReversal",

@@ -9,6 +9,7 @@ from kmtl.builders.ple import ple
 from kmtl.builders.sluice import sluice
 from kmtl.builders.soft_sharing import soft_sharing
 from kmtl.builders.split import split
+from kmtl.builders.unet import unet
 
 __all__ = [
     "cross_stitch",
@@ -20,4 +21,5 @@ __all__ = [
     "soft_sharing",
     "split",
     "stacked_heads_model",
+    "unet",
 ]

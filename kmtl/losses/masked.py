@@ -106,9 +106,17 @@ def masked_loss(task: Task, loss_fn: Callable, y_true, y_pred, sample_weight=Non
         y_pred: head outputs; a Keras mask on them (from `Masking` or `mask_zero`) marks masked steps missing.
         sample_weight: optional weights, `(batch,)` per example or, for a per-step task, `(batch, steps)`.
 
+    A loss object with a `masked_call(y_true, y_pred, present, weights, rows)` method (e.g. `kmtl.losses.DiceLoss`)
+    gets the `label_entries` and the number of examples, and returns the task's loss itself.
+
     Returns:
         Scalar float32 tensor.
     """
+    grouped = getattr(getattr(loss_fn, "__self__", loss_fn), "masked_call", None)
+    if grouped is not None:
+        # A loss over groups of entries (Dice: each image's pixels) reduces the present entries itself.
+        rows = ops.shape(y_true)[0]
+        return grouped(*label_entries(task, y_true, y_pred, sample_weight), rows)
     y_true, y_pred, present, weights = label_entries(task, y_true, y_pred, sample_weight)
     if task.standardizes_targets:
         # Measure the loss in standardised units (see `Task.target_scale`).

@@ -7,9 +7,10 @@ from typing import Any
 import keras
 
 from kmtl.metrics.nme import NormalizedMeanError
+from kmtl.metrics.segmentation import DiceScore
 from kmtl.tasks import Task
 
-__all__ = ["NormalizedMeanError", "resolve_metrics"]
+__all__ = ["DiceScore", "NormalizedMeanError", "resolve_metrics"]
 
 # Short metric names per task kind. Each resolves to a fresh metric object named `<task>_<short name>`.
 _BY_KIND = {
@@ -33,6 +34,20 @@ _BY_KIND = {
 }
 _BY_KIND["multilabel"] = _BY_KIND["binary"]
 
+# Per-pixel tasks (`Task(per_pixel=True)`): mask metrics over labelled pixels, made from the task (classes).
+_PER_PIXEL = {
+    "binary": {
+        "dice": lambda task, name: DiceScore(name=name),
+        "iou": lambda task, name: keras.metrics.BinaryIoU(target_class_ids=[1], name=name, dtype="float32"),
+    },
+    "multiclass": {
+        "dice": lambda task, name: DiceScore(num_classes=task.num_classes, name=name),
+        "mean_iou": lambda task, name: keras.metrics.MeanIoU(
+            task.num_classes, sparse_y_pred=False, name=name, dtype="float32"
+        ),
+    },
+}
+
 
 def resolve_metrics(task: Task, metrics: list[Any] | None = None) -> list[keras.metrics.Metric]:
     """Fresh metric objects for a task, each named `<task>_<metric>`.
@@ -49,12 +64,18 @@ def resolve_metrics(task: Task, metrics: list[Any] | None = None) -> list[keras.
     """
     resolved = []
     for metric in task.metrics if metrics is None else metrics:
-        if isinstance(metric, str):
+        pixel_factory = _PER_PIXEL.get(task.kind, {}).get(metric) if getattr(task, "per_pixel", False) else None
+        if isinstance(metric, str) and pixel_factory is not None:
+            resolved.append(pixel_factory(task, f"{task.name}_{metric}"))
+        elif isinstance(metric, str):
             factory = _BY_KIND[task.kind].get(metric)
             if factory is None:
+                known = sorted(_BY_KIND[task.kind])
+                if getattr(task, "per_pixel", False):
+                    known = sorted(set(known) | set(_PER_PIXEL.get(task.kind, {})))
                 raise ValueError(
                     f"Task '{task.name}': unknown metric {metric!r} for a {task.kind} task. "
-                    f"Known names: {sorted(_BY_KIND[task.kind])}, or pass a keras.metrics.Metric object."
+                    f"Known names: {known}, or pass a keras.metrics.Metric object."
                 )
             resolved.append(factory(name=f"{task.name}_{metric}"))
         elif isinstance(metric, keras.metrics.Metric):

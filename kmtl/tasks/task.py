@@ -22,6 +22,8 @@ _DEFAULTS = {
     "multilabel": {"loss": "binary_crossentropy", "metrics": ("accuracy", "auc"), "activation": "sigmoid"},
     "regression": {"loss": "mse", "metrics": ("mae", "rmse"), "activation": "linear"},
 }
+# Per-pixel tasks (`Task(per_pixel=True)`): masks are scored with Dice and IoU by default (see `kmtl.metrics`).
+_PER_PIXEL_METRICS = {"binary": ("dice", "iou"), "multiclass": ("dice", "mean_iou"), "regression": ("mae",)}
 _NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -61,6 +63,14 @@ class Task:
             unit); the head reads features `(batch, steps, channels)` and predicts `(batch, steps, output_units)`.
             Padded and unlabelled steps carry the `missing` marker (and a Keras mask on the predictions, from
             `Masking` or `mask_zero`, counts as missing too), so losses and metrics see real, labelled steps only.
+        per_pixel: bool. Whether the task predicts one output per pixel of an image (segmentation; or, as a
+            regression task, an image such as a reconstruction of the input). Labels carry the image axes after the
+            batch axis: binary masks (0/1) and multiclass masks (class ids) `(batch, height, width)` (or
+            `(batch, height, width, 1)`), regression `(batch, height, width, units)`; the head reads feature maps
+            `(batch, height, width, channels)` and predicts `(batch, height, width, output_units)`. Unlabelled
+            pixels carry the `missing` marker, and an image without a mask is all `missing`: it adds nothing to the
+            task's loss and metrics (other tasks still train on it). Default metrics: Dice and IoU. A Dice loss
+            (`kmtl.losses.DiceLoss`, `DiceCrossEntropy`) scores each image over its labelled pixels.
 
     Example:
 
@@ -90,6 +100,7 @@ class Task:
         target_offset: float = 0.0,
         target_scale: float = 1.0,
         per_step: bool = False,
+        per_pixel: bool = False,
     ):
         if not isinstance(name, str) or not _NAME_PATTERN.match(name):
             raise ValueError(
@@ -110,7 +121,18 @@ class Task:
         self.loss = loss if loss is not None else _DEFAULTS[kind]["loss"]
         if isinstance(loss, keras.losses.Loss):
             resolve_loss(loss, task_name=name)  # refuses a reduction kmtl would ignore
-        self.metrics = list(metrics) if metrics is not None else list(_DEFAULTS[kind]["metrics"])
+        if not isinstance(per_pixel, (bool, np.bool_)):
+            raise ValueError(
+                f"Task '{name}': invalid value for `per_pixel`. Expected a bool. Received: per_pixel={per_pixel!r}"
+            )
+        if per_pixel and (kind == "multilabel" or per_step):
+            raise ValueError(
+                f"Task '{name}': `per_pixel` applies to binary, multiclass and regression tasks without `per_step`. "
+                f"Received: kind={kind!r}, per_step={per_step!r}, per_pixel=True"
+            )
+        self.per_pixel = bool(per_pixel)
+        default_metrics = _PER_PIXEL_METRICS[kind] if self.per_pixel else _DEFAULTS[kind]["metrics"]
+        self.metrics = list(metrics) if metrics is not None else list(default_metrics)
         self.activation = activation if activation is not None else _DEFAULTS[kind]["activation"]
         if not _is_real(loss_weight) or not math.isfinite(loss_weight) or loss_weight < 0:
             raise ValueError(
@@ -249,13 +271,16 @@ class Task:
     def _check_label_shape(self, shape: tuple) -> None:
         width = self.label_width
         allowed = [(), (1,)] if width == 1 else [(width,)]
-        leading = (None, "steps") if self.per_step else (None,)
+        leading = (None, "height", "width") if self.per_pixel else (None, "steps") if self.per_step else (None,)
         inner = tuple(shape[len(leading):])
         if len(shape) >= len(leading) and inner in allowed:
             return
         expected = " or ".join(_shape_text(leading + a) for a in allowed)
         kind = f"{self.kind}, per_step" if self.per_step else self.kind
-        if self.per_step:
+        if self.per_pixel:
+            kind = f"{self.kind}, per_pixel"
+            hint = " A per_pixel task needs one label per pixel (a mask), unlabelled pixels marked with `missing`."
+        elif self.per_step:
             hint = " A per_step task needs labels per time step, padded steps marked with `missing`."
         else:
             extra_axis = len(shape) > (1 if width == 1 else 2)
@@ -292,6 +317,7 @@ class Task:
             "target_offset": self.target_offset,
             "target_scale": self.target_scale,
             "per_step": self.per_step,
+            "per_pixel": self.per_pixel,
         }
 
     @classmethod
@@ -312,7 +338,8 @@ class Task:
         detail = extra.get(self.kind, f", units={self.units}" if self.kind == "regression" and self.units > 1 else "")
         aux = ", auxiliary=True" if self.auxiliary else ""
         steps = ", per_step=True" if self.per_step else ""
-        return f"Task({self.name!r}, {self.kind!r}{detail}{aux}{steps})"
+        pixels = ", per_pixel=True" if self.per_pixel else ""
+        return f"Task({self.name!r}, {self.kind!r}{detail}{aux}{steps}{pixels})"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Task) and _comparable(self.get_config()) == _comparable(other.get_config())
