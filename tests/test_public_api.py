@@ -37,7 +37,8 @@ PUBLIC = {
     "kmtl.data": [
         "ETHNICITIES", "FACE_TASK_NAMES", "HAIR_COLOURS", "ICU_LABEL_NAMES", "LANDMARK_NAMES", "LOS_BUCKETS",
         "PBCSEQ_FEATURES", "PBCSEQ_LABELS", "PHENOTYPES", "SequenceData", "celeba_dataset", "faces_dataset",
-        "generate_faces", "generate_icu_stays", "load_celeba", "load_mimic3", "load_pbcseq", "load_utkface",
+        "generate_faces", "generate_icu_stays", "generate_lesions", "load_celeba", "load_fashion_mnist",
+        "load_image_folder", "load_mimic3", "load_pbcseq", "load_utkface",
         "los_bucket", "parse_utkface_name", "simulate_icu_events", "to_dataset", "utkface_dataset",
     ],
     "kmtl.preprocessing": ["Discretizer", "Normalizer", "VARIABLES"],

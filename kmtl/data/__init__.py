@@ -1,6 +1,7 @@
 """Data for kmtl's recipes: generators of embedded data and loaders for real public formats.
 
-Grouped by domain: `kmtl.data.faces` and `kmtl.data.clinical`; `sequences` (`SequenceData`, `to_dataset`) serves
+Grouped by domain: `kmtl.data.faces`, `kmtl.data.clinical` and `kmtl.data.images` (images with masks: synthetic
+lesions, a folder loader, Fashion-MNIST); `sequences` (`SequenceData`, `to_dataset`) serves
 every domain. Every public name is re-exported here.
 
 Faces: a synthetic generator and loaders for CelebA and UTKFace, yielding `({"image": float32 (H, W, 3) in [0, 1]},
@@ -14,7 +15,7 @@ import importlib
 import sys
 import warnings
 
-from kmtl.data import clinical, faces
+from kmtl.data import clinical, faces, images
 from kmtl.data._common import ETHNICITIES, FACE_TASK_NAMES, HAIR_COLOURS, LANDMARK_NAMES
 from kmtl.data.clinical import LABEL_NAMES as ICU_LABEL_NAMES
 from kmtl.data.clinical import (
@@ -37,6 +38,7 @@ from kmtl.data.faces import (
     parse_utkface_name,
     utkface_dataset,
 )
+from kmtl.data.images import generate_lesions, load_fashion_mnist, load_image_folder
 from kmtl.data.sequences import SequenceData, to_dataset
 
 __all__ = [
@@ -54,7 +56,10 @@ __all__ = [
     "faces_dataset",
     "generate_faces",
     "generate_icu_stays",
+    "generate_lesions",
     "load_celeba",
+    "load_fashion_mnist",
+    "load_image_folder",
     "load_mimic3",
     "load_pbcseq",
     "load_utkface",
