@@ -6,6 +6,7 @@ from typing import Sequence
 
 import keras
 
+from kmtl.layers.crf import CRF
 from kmtl.tasks import Task
 
 
@@ -55,6 +56,8 @@ def task_head(
         raise ValueError(f"Invalid value for `dropout`. Expected a float in [0, 1). Received: dropout={dropout}")
     if getattr(task, "per_pixel", False):
         return pixel_head(task, features, hidden_units, activation=activation, dropout=dropout)
+    if getattr(task.loss, "sequence_level", False):
+        return crf_head(task, features, hidden_units, activation=activation, dropout=dropout)
     x = features
     for i, units in enumerate(hidden_units, start=1):
         x = keras.layers.Dense(units, activation=activation, name=f"{task.name}_hidden_{i}")(x)
@@ -140,3 +143,47 @@ def _check_features(task: Task, features) -> None:
             f"Task '{task.name}': heads read a feature vector (batch, features). Received shape {features.shape}; "
             f"pool or flatten the features first (e.g. keras.layers.GlobalAveragePooling2D){pixels}."
         )
+
+
+def crf_head(
+    task: Task,
+    features,
+    hidden_units: Sequence[int] = (),
+    *,
+    activation: str = "relu",
+    dropout: float = 0.0,
+):
+    """Applies a CRF head to per-token features: hidden Dense layers, linear tag scores, then a `kmtl.layers.CRF`.
+
+    `task_head` calls it for a task declared with `loss=kmtl.losses.CRFLoss()`, so every builder gives such a task a
+    CRF. The tag scores are a Dense layer `<task>_emissions`; the CRF layer is named after the task and outputs tag
+    marginals `(batch, steps, num_classes)`; a Keras mask on the features (padding) passes through to them.
+
+    Args:
+        task: `Task`, multiclass and per_step.
+        features: symbolic tensor `(batch, steps, d)`.
+        hidden_units, activation, dropout: as for `task_head`.
+
+    Returns:
+        Symbolic tensor `(batch, steps, task.num_classes)`.
+
+    Example:
+
+    >>> from kmtl.losses import CRFLoss
+    >>> tokens = keras.Input((None, 8))
+    >>> crf_head(Task("ner", "multiclass", num_classes=5, per_step=True, loss=CRFLoss()), tokens).shape
+    (None, None, 5)
+    """
+    if task.kind != "multiclass" or not task.per_step:
+        raise ValueError(
+            f"Task '{task.name}': a CRF head tags tokens, so the task must be multiclass with per_step=True. "
+            f"Received: {task!r}"
+        )
+    _check_features(task, features)
+    x = features
+    for i, units in enumerate(hidden_units, start=1):
+        x = keras.layers.Dense(units, activation=activation, name=f"{task.name}_hidden_{i}")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"{task.name}_dropout_{i}")(x)
+    emissions = keras.layers.Dense(task.num_classes, name=f"{task.name}_emissions", dtype="float32")(x)
+    return CRF(task.num_classes, name=task.name)(emissions)

@@ -6,6 +6,7 @@ so `.keras` files that use them load with `safe_mode=True` and no
 """
 
 from kmtl.layers.channel_groups import ChannelGroups, GroupedLSTM
+from kmtl.layers.crf import CRF
 from kmtl.layers.cross_stitch import CrossStitch
 from kmtl.layers.feature_fusion import FeatureFusion
 from kmtl.layers.gradient_reversal import GradientReversal
@@ -18,6 +19,7 @@ from kmtl.layers.stop_gradient import StopGradient
 from kmtl.layers.tensor_factorized import TensorFactorizedDense
 
 __all__ = [
+    "CRF",
     "ChannelGroups",
     "CrossStitch",
     "ExpertGate",

@@ -106,12 +106,18 @@ def masked_loss(task: Task, loss_fn: Callable, y_true, y_pred, sample_weight=Non
         y_pred: head outputs; a Keras mask on them (from `Masking` or `mask_zero`) marks masked steps missing.
         sample_weight: optional weights, `(batch,)` per example or, for a per-step task, `(batch, steps)`.
 
+    A loss object with a `token_values(y_true, y_pred, present, task_name)` method (e.g. `kmtl.losses.CRFLoss`)
+    scores whole sequences and shares each one's value among its present steps (see `_sequence_loss`).
+
     A loss object with a `masked_call(y_true, y_pred, present, weights, rows)` method (e.g. `kmtl.losses.DiceLoss`)
     gets the `label_entries` and the number of examples, and returns the task's loss itself.
 
     Returns:
         Scalar float32 tensor.
     """
+    tokens = getattr(getattr(loss_fn, "__self__", loss_fn), "token_values", None)
+    if tokens is not None:
+        return _sequence_loss(task, tokens, y_true, y_pred, sample_weight)
     grouped = getattr(getattr(loss_fn, "__self__", loss_fn), "masked_call", None)
     if grouped is not None:
         # A loss over groups of entries (Dice: each image's pixels) reduces the present entries itself.
@@ -126,4 +132,19 @@ def masked_loss(task: Task, loss_fn: Callable, y_true, y_pred, sample_weight=Non
     # Missing entries hold filled-in labels; `where` keeps their (finite or not) values out of the sum entirely.
     total = ops.sum(ops.where(present > 0, values * weights, ops.zeros_like(values)))
     # Like Keras's "sum_over_batch_size", the mean is over present labels whatever their sample weights.
+    return total / ops.maximum(ops.sum(present), 1.0)
+
+
+def _sequence_loss(task: Task, token_values: Callable, y_true, y_pred, sample_weight=None):
+    """A loss over whole sequences (e.g. `kmtl.losses.CRFLoss`), as a mean over the present label entries.
+
+    The loss object's `token_values(y_true, y_pred, present, task_name)` gets the unflattened labels and outputs and
+    the present steps `(batch, steps)`, and shares each sequence's value among them; the mean below then weighs and
+    counts entries like any per-step task's.
+    """
+    _, _, present, weights = label_entries(task, y_true, y_pred, sample_weight)
+    rows = ops.shape(ops.convert_to_tensor(y_true))[0]
+    values = token_values(y_true, y_pred, ops.reshape(present, (rows, -1)), task.name)
+    values = ops.cast(ops.reshape(values, (-1,)), "float32")
+    total = ops.sum(ops.where(present > 0, values * weights, ops.zeros_like(values)))
     return total / ops.maximum(ops.sum(present), 1.0)
