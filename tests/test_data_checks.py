@@ -3,11 +3,14 @@
 Each test notes what happened before the checks (issue 10, "Trust the core").
 """
 
+import functools
+
 import keras
 import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from tiny import tiny_data, tiny_model
 
 import kmtl
 from kmtl import Task
@@ -21,24 +24,15 @@ TASKS = [
 ROWS, BATCH = 16, 4  # four batches; row 13 is in the last one
 
 
-def make_model(jit_compile=False, weighting="equal", tasks=TASKS):
-    keras.utils.set_random_seed(0)
-    x = keras.Input((3,), name="features")
-    trunk = keras.layers.Dense(4, activation="relu", name="shared")(x)
-    model = kmtl.builders.hard_sharing(x, trunk, tasks)
-    model.compile(optimizer=keras.optimizers.SGD(0.1), weighting=weighting, jit_compile=jit_compile)
-    return model
+# Every kind of task on a 3-feature input with a ReLU trunk (oneDNN's ReLU maps a NaN input to 0), compiled with
+# SGD(0.1) and without XLA unless a test asks.
+make_model = functools.partial(tiny_model, tasks=TASKS, input_dim=3, trunk_units=4, activation="relu", head_units=(),
+                               jit_compile=False)
 
 
 def make_arrays():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(ROWS, 3)).astype("float32")
-    y = {
-        "smiling": rng.integers(0, 2, (ROWS, 1)).astype("float32"),
-        "hair": rng.integers(0, 3, (ROWS,)).astype("int32"),
-        "attrs": rng.integers(0, 2, (ROWS, 2)).astype("int32"),
-        "age": rng.normal(size=(ROWS, 1)).astype("float32"),
-    }
+    x, y = tiny_data(TASKS, n=ROWS, input_dim=3, seed=0)
+    y["smiling"] = y["smiling"].astype("float32")  # so that a test may plant a NaN
     # Missing markers in every task, which the checks must accept.
     y["smiling"][1], y["hair"][2], y["attrs"][3, 0], y["age"][4] = -1, -1, -1, np.nan
     return x, y
@@ -82,7 +76,7 @@ def test_a_bad_label_in_the_last_batch_is_refused_before_that_batch_trains(jit_c
     # Before: a binary 5 trained silently; a class id 7 gave "InvalidArgumentError: Graph execution error" without
     # the task's name (jit off) or a NaN loss (jit on); only the first batch was checked.
     x, y = with_bad_label(task, value)
-    model = make_model(jit_compile)
+    model = make_model(jit_compile=jit_compile)
     with pytest.raises(ValueError, match=r"^Invalid data in batch 3 of the training data: " + match):
         model.fit(dataset(x, y), epochs=1, verbose=0)
     if not jit_compile:
@@ -206,7 +200,7 @@ def test_a_non_finite_numpy_feature_is_refused_naming_the_input_and_row(value):
     # Before: a NaN trained silently (oneDNN's ReLU maps it to 0; the shared kernel became NaN).
     x, y = make_arrays()
     x[5, 2] = value
-    with pytest.raises(ValueError, match=rf"^Invalid training data: input 'features' holds {value} in row 5; "
+    with pytest.raises(ValueError, match=rf"^Invalid training data: input 'x' holds {value} in row 5; "
                                          r"expected finite values\."):
         make_model().fit(x, y, epochs=1, verbose=0)
 
@@ -216,14 +210,14 @@ def test_non_finite_inputs_are_named_in_dicts_dataframes_validation_and_evaluate
     bad = x.copy()
     bad[7, 0] = np.nan
     model = make_model()
-    with pytest.raises(ValueError, match=r"^Invalid training data: input 'features' holds nan in row 7"):
-        model.fit({"features": bad}, y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"^Invalid training data: input 'x' holds nan in row 7"):
+        model.fit({"x": bad}, y, epochs=1, verbose=0)
     frame = pd.DataFrame(bad, columns=["a", "b", "c"])
-    with pytest.raises(ValueError, match=r"input 'features' \(column 'a'\) holds nan in row 7"):
+    with pytest.raises(ValueError, match=r"input 'x' \(column 'a'\) holds nan in row 7"):
         model.fit(frame, y, epochs=1, verbose=0)
-    with pytest.raises(ValueError, match=r"^Invalid validation_data: input 'features' holds nan in row 7"):
+    with pytest.raises(ValueError, match=r"^Invalid validation_data: input 'x' holds nan in row 7"):
         model.fit(x, y, validation_data=(bad, y), epochs=1, verbose=0)
-    with pytest.raises(ValueError, match=r"^Invalid evaluation data: input 'features' holds nan in row 7"):
+    with pytest.raises(ValueError, match=r"^Invalid evaluation data: input 'x' holds nan in row 7"):
         model.evaluate(bad, y, verbose=0)
 
 
