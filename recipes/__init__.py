@@ -7,7 +7,7 @@ defaults, quick settings, search space). This package registers them by name wit
 Example:
 
 >>> sorted(RECIPES)
-['clinical-timeseries', 'facial-attributes']
+['clinical-timeseries', 'facial-attributes', 'segmentation-classification']
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ _ENTRIES = (
         "clinical-timeseries",
         "Channel-wise or plain LSTM for the MIMIC-III benchmark's 4 ICU tasks (or PBC follow-ups), per hour.",
         "kmtl.recipes.clinical_timeseries",
+    ),
+    RecipeEntry(
+        "segmentation-classification",
+        "U-Net with a classifier on its bottleneck: lesion masks (partly annotated) and lesion class.",
+        "kmtl.recipes.segmentation_classification",
     ),
 )
 for _entry in _ENTRIES:

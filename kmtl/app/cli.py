@@ -51,6 +51,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
+
+
 def _weighting(text: str) -> str:
     # The strategies are known once kmtl.weighting (and so Keras) is imported: only when the option is given.
     from kmtl.weighting import STRATEGIES
@@ -69,8 +79,12 @@ def _add_common(command, *, epochs_help: str) -> None:
     command.add_argument(
         "--data", dest="source", metavar="SOURCE",
         help="data source: synthetic (default), celeba:PATH, utkface:PATH (facial-attributes); "
-        "mimic3:PATH, pbcseq (clinical-timeseries)",
+        "mimic3:PATH, pbcseq (clinical-timeseries); folder:PATH, fashion-mnist (segmentation-classification)",
     )
+    command.add_argument("--mask-fraction", type=_fraction, metavar="F",
+                         help="fraction of training images that keep their mask (segmentation-classification)")
+    command.add_argument("--reconstruction", action="store_true", default=None,
+                         help="add the auxiliary input-reconstruction decoder (segmentation-classification)")
     command.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="progress output (default: 1)")
 
 
@@ -107,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _settings(args) -> dict:
     """The recipe settings given on the command line (None: the recipe's)."""
-    names = ("epochs", "batch_size", "source", "weighting", "learning_rate", "model")
+    names = ("epochs", "batch_size", "source", "weighting", "learning_rate", "model", "mask_fraction", "reconstruction")
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kmtl.export.image_bytes import add_bytes_endpoint, image_bytes_input
 from kmtl.export.warmup import write_rest_request, write_warmup_requests
 
 SIGNATURE = "serving_default"
@@ -27,6 +28,7 @@ def for_serving(
     *,
     examples: Any = None,
     warmup: bool = True,
+    image_bytes: bool | None = None,
 ) -> Path:
     """Exports a `MultiTaskModel` as a TF-Serving SavedModel at `base_dir/<version>/`.
 
@@ -55,6 +57,9 @@ def for_serving(
             do. Defaults to zeros of the input shapes, with `DEFAULT_EXAMPLE_STEPS` for a dimension of unknown
             size. The example must run through the model.
         warmup: bool. Whether to write TF-Serving warm-up records.
+        image_bytes: bool or None. Whether to add a second signature, `serving_bytes`, taking encoded PNG/JPEG
+            bytes `image_bytes` `(batch,)` that the SavedModel decodes, resizes and scales to [0, 1] (see
+            `kmtl.export.image_bytes`). None (default): added for a model with one image input and a per-pixel task.
 
     Returns:
         Path of the version folder.
@@ -92,11 +97,12 @@ def for_serving(
     specs = _input_specs(model)
     batch = _example_batch(specs, examples)
     _check_example_runs(model, specs, batch)
+    bytes_input = image_bytes_input(model, specs, image_bytes)
     base.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.partial-", dir=base))
     try:
         export_dir = staging / "model"
-        _write_saved_model(model, exported_tasks, specs, export_dir)
+        _write_saved_model(model, exported_tasks, specs, export_dir, bytes_input)
         extra = export_dir / "assets.extra"
         extra.mkdir(exist_ok=True)
         (extra / "kmtl_model.json").write_text(json.dumps(_describe(model, exported_tasks, specs), indent=2))
@@ -127,7 +133,7 @@ def serving_outputs(tasks, predictions: dict) -> dict:
     return outputs
 
 
-def _write_saved_model(model, tasks, specs, export_dir):
+def _write_saved_model(model, tasks, specs, export_dir, bytes_input=None):
     serving_model = keras.Model(
         inputs=model.input, outputs={t.name: model.output[t.name] for t in tasks}, name=f"{model.name}_serving"
     )
@@ -138,6 +144,8 @@ def _write_saved_model(model, tasks, specs, export_dir):
     archive = keras.export.ExportArchive()
     archive.track(serving_model)
     archive.add_endpoint(SIGNATURE, serve, input_signature=[specs])
+    if bytes_input is not None:
+        add_bytes_endpoint(archive, serve, specs, bytes_input)
     archive.write_out(str(export_dir), verbose=False)
 
 
