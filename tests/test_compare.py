@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny import tiny_model
 
 import kmtl
 from kmtl.evaluation.baselines import compare_single_task
@@ -83,9 +84,8 @@ def _tasks():
 
 
 def _build(tasks):
-    x = keras.Input((3,), name="x")
-    h = keras.layers.Dense(4, activation="relu", name="shared")(x)
-    return kmtl.builders.hard_sharing(x, h, tasks)
+    return tiny_model(tasks=tasks, input_dim=3, trunk_units=4, activation="relu", head_units=(), seed=None,
+                      compile=False)
 
 
 def _compile(model):

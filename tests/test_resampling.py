@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 from sklearn.model_selection import KFold
+from tiny import tiny_model
 
 import kmtl
 from kmtl.evaluation.resampling import (
@@ -15,9 +16,8 @@ from kmtl.evaluation.resampling import (
 
 def _build():
     tasks = [kmtl.Task("a", "binary"), kmtl.Task("r", "regression")]
-    x = keras.Input((3,), name="x")
-    h = keras.layers.Dense(4, activation="relu", name="shared")(x)
-    return kmtl.builders.hard_sharing(x, h, tasks)
+    return tiny_model(tasks=tasks, input_dim=3, trunk_units=4, activation="relu", head_units=(), seed=None,
+                      compile=False)
 
 
 def _compile(model):
