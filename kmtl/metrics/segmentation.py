@@ -68,7 +68,7 @@ class DiceScore(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_pred = ops.convert_to_tensor(y_pred)
         if self.num_classes is None:
-            truth = ops.cast(ops.reshape(y_true, (-1,)) >= 0.5, "int32")
+            truth = ops.cast(ops.cast(ops.reshape(y_true, (-1,)), "float32") >= 0.5, "int32")
             guess = ops.cast(ops.reshape(y_pred, (-1,)) >= self.threshold, "int32")
         else:
             truth = ops.cast(ops.reshape(y_true, (-1,)), "int32")
