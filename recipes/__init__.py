@@ -7,7 +7,7 @@ defaults, quick settings, search space). This package registers them by name wit
 Example:
 
 >>> sorted(RECIPES)
-['clinical-timeseries', 'facial-attributes', 'segmentation-classification']
+['clinical-timeseries', 'facial-attributes', 'nlp-tagging', 'segmentation-classification']
 """
 
 from __future__ import annotations
@@ -29,6 +29,11 @@ _ENTRIES = (
         "segmentation-classification",
         "U-Net with a classifier on its bottleneck: lesion masks (partly annotated) and lesion class.",
         "kmtl.recipes.segmentation_classification",
+    ),
+    RecipeEntry(
+        "nlp-tagging",
+        "Stacked BiLSTM tagger with tasks at their levels (POS low, chunks/NER or syntax high), optional CRF.",
+        "kmtl.recipes.nlp_tagging",
     ),
 )
 for _entry in _ENTRIES:

@@ -42,8 +42,11 @@ def hierarchy(
     - `estimate_links={"b": ["a"]}`: task `b`'s head also reads task `a`'s prediction through a
       `kmtl.layers.StopGradient` `<b>_reads_<a>`, so `b`'s loss never updates `a`'s parameters.
 
-    Inputs must be vectors `(batch, d)`; per-timestep (sequence-labelling) tasks are not supported yet, since
-    `kmtl.Task` has no per-timestep kinds.
+    Sequence features: when `input_features` is `(batch, steps, d)` (e.g. token embeddings with a padding mask),
+    each level is a bidirectional LSTM `level_<l>` (`units` per direction) returning a sequence, so per-token tasks
+    (`Task(per_step=True)`, with a CRF through `loss=kmtl.losses.CRFLoss()`) are read out at their level, shortcuts
+    and label embeddings are concatenated per token, and the padding mask flows to every level and head
+    (Søgaard & Goldberg 2016; Hashimoto et al. 2017). For a flat model, put every task on the top level.
 
     Which variables are shared follows the graph: a layer below several tasks' levels is shared; the top layer
     belongs to its task when only one task reads it; heads belong to their task, also a head that another task reads
@@ -60,8 +63,9 @@ def hierarchy(
             to the levels above them.
         estimate_links: dict `{reader: [task names]}`: the reader's head also reads those tasks' predictions,
             through a stop-gradient.
-        input_features: symbolic tensor `(batch, d)` computed from `inputs` that the first layers read (the layers
-            computing it are shared). Defaults to `inputs`, concatenated when there are several.
+        input_features: symbolic tensor `(batch, d)`, or `(batch, steps, d)` for recurrent levels, computed from
+            `inputs` that the first layers read (the layers computing it are shared). Defaults to `inputs`,
+            concatenated when there are several.
         head_units: sequence of int. Hidden widths of every task head.
         name: str. Model name.
 
@@ -100,22 +104,24 @@ def hierarchy(
     embeddings = _check_label_embeddings(label_embeddings or {}, by_name, levels, depth)
     links = _check_links(estimate_links or {}, by_name)
     order = _build_order(levels, embeddings, links, depth)
-    features = vector_features(inputs, input_features, "hierarchy")
+    sequence = input_features is not None and len(getattr(input_features, "shape", ())) == 3
+    features = input_features if sequence else vector_features(inputs, input_features, "hierarchy")
 
     # === Levels and heads, in dependency order ===
     built = {"level": {}, "task": {}, "embedding": {}}
     for kind, key in order:
         if kind == "level":
             built["level"][key] = _level(key, features, built, levels, embeddings, units[key - 1], activation,
-                                         shortcuts)
+                                         shortcuts, sequence)
         else:
             built["task"][key] = _head(by_name[key], built, levels, links.get(key, ()), head_units)
     outputs = {task.name: built["task"][task.name] for task in tasks}
     return MultiTaskModel(inputs, outputs, name=name, tasks=tasks)
 
 
-def _level(level, features, built, levels, embeddings, width, activation, shortcuts):
-    """Level `level`: a Dense layer on the level below, the shortcut and the lower tasks' label embeddings."""
+def _level(level, features, built, levels, embeddings, width, activation, shortcuts, sequence=False):
+    """Level `level`: a Dense layer (a BiLSTM over sequences) on the level below, the shortcut and the lower tasks'
+    label embeddings."""
     parts = [features if level == 1 else built["level"][level - 1]]
     if shortcuts and level > 1:
         parts.append(features)
@@ -126,6 +132,9 @@ def _level(level, features, built, levels, embeddings, width, activation, shortc
                 built["embedding"][task_name] = layer(built["task"][task_name])
             parts.append(built["embedding"][task_name])
     x = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name=f"level_{level}_inputs")(parts)
+    if sequence:
+        recurrent = keras.layers.LSTM(width, return_sequences=True, name=f"level_{level}_lstm")
+        return keras.layers.Bidirectional(recurrent, name=f"level_{level}")(x)
     return keras.layers.Dense(width, activation=activation, name=f"level_{level}")(x)
 
 

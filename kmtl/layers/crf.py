@@ -22,6 +22,20 @@ def _time_major(*tensors):
     return [ops.moveaxis(t, 1, 0) for t in tensors]
 
 
+def _pack(emissions, real, first):
+    """One tensor `(..., tags + 2)` of the emissions and the two step flags.
+
+    Keras's TensorFlow `scan` fails on several sequences whose length is unknown when traced (a sentence batch's
+    time axis), so each scan reads one.
+    """
+    flags = [ops.cast(flag, emissions.dtype)[..., None] for flag in (real, first)]
+    return ops.concatenate([emissions, *flags], axis=-1)
+
+
+def _unpack(inputs):
+    return inputs[..., :-2], inputs[..., -2] > 0.5, inputs[..., -1] > 0.5
+
+
 def _full_mask(emissions, mask):
     if mask is None:
         return ops.ones(ops.shape(emissions)[:2], dtype="bool")
@@ -54,7 +68,7 @@ def _forward_backward(emissions, transitions, start, end, mask):
     exp_moves = ops.exp(moves - top)
 
     def step(carry, inputs):
-        emission, real, first = inputs
+        emission, real, first = _unpack(inputs)
         peak = ops.max(carry, axis=-1, keepdims=True)
         total = ops.matmul(ops.exp(carry - peak), exp_moves)
         moved = ops.log(ops.maximum(total, _TINY)) + peak + top + emission
@@ -62,7 +76,7 @@ def _forward_backward(emissions, transitions, start, end, mask):
         carry = ops.where(real[..., None], new, carry)
         return carry, carry
 
-    xs = tuple(ops.moveaxis(t, 2, 0) for t in (emissions_2, mask_2, first_2))
+    xs = ops.moveaxis(_pack(emissions_2, mask_2, first_2), 2, 0)
     init = ops.zeros_like(emissions_2[:, :, 0])
     last, messages = ops.scan(step, init, xs)
     messages = ops.moveaxis(messages, 0, 2)  # (2, batch, steps, tags)
@@ -147,7 +161,7 @@ def crf_decode(emissions, transitions, start, end, mask=None):
     identity = ops.broadcast_to(ops.arange(tags, dtype="int32")[None], (batch, tags))
 
     def forward(delta, inputs):
-        emission, real, first = inputs
+        emission, real, first = _unpack(inputs)
         scores = delta[:, :, None] + transitions[None]
         moved = ops.max(scores, axis=1) + emission
         pointers = ops.cast(ops.argmax(scores, axis=1), "int32")
@@ -158,7 +172,7 @@ def crf_decode(emissions, transitions, start, end, mask=None):
         return ops.where(real[:, None], new, delta), ops.cast(pointers, delta.dtype)
 
     init = ops.zeros((batch, tags), emissions.dtype)
-    delta, pointers = ops.scan(forward, init, tuple(_time_major(emissions, mask, _first_steps(mask))))
+    delta, pointers = ops.scan(forward, init, _time_major(_pack(emissions, mask, _first_steps(mask)))[0])
     started = ops.any(mask, axis=1)
     final = delta + end[None]
     last = ops.cast(ops.argmax(final, axis=-1), "int32")

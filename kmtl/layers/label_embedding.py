@@ -51,6 +51,7 @@ class LabelEmbedding(keras.layers.Layer):
             )
         self.output_dim = output_dim
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
+        self.supports_masking = True  # per position: a padding mask on a sequence passes through
 
     def build(self, input_shape):
         classes = input_shape[-1]
