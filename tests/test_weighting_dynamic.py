@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from keras import ops
-from weighting_testing import make_data
-from weighting_testing import make_model as tiny_model
+from tiny import tiny_data, tiny_model
 
 from kmtl import Task
 from kmtl.weighting import STRATEGIES as REGISTERED
@@ -379,10 +378,6 @@ def test_names():
 # === Inside a MultiTaskModel ===
 
 
-def make_model(weighting, seed=0, **compile_kwargs):
-    return tiny_model(weighting, optimizer=keras.optimizers.Adam(0.05), seed=seed, **compile_kwargs)
-
-
 class EpochEnd(keras.callbacks.Callback):
     """Calls the strategy's `on_epoch_end` (harmless if `fit` calls it too: a second call in a row does nothing)."""
 
@@ -408,8 +403,8 @@ def fit(name, **compile_kwargs):
     """A model compiled with a fresh strategy `name`, fitted 4 steps an epoch; returns it, the strategy, the
     history and the data."""
     strategy = STRATEGIES[name]()
-    model = make_model(strategy, **compile_kwargs)
-    x, y = make_data()
+    model = tiny_model(strategy, optimizer=keras.optimizers.Adam(0.05), **compile_kwargs)
+    x, y = tiny_data()
     trunk = model.get_layer("trunk").kernel.numpy().copy()
     epochs = EPOCHS.get(name, 1)
     history = model.fit(x, y, batch_size=4, epochs=epochs, verbose=0, callbacks=[EpochEnd(strategy)]).history
