@@ -1,25 +1,27 @@
-"""Training-step overhead of kmtl's `MultiTaskModel` against a plain `keras.Model` built from the same layers.
+"""Step-time ratio of kmtl's `MultiTaskModel` (weighting="equal") to a plain `keras.Model` with the same layers.
 
 Both models have the same layers and sizes: input 256 -> shared Dense 512-512-512 ReLU -> T heads, the kinds cycling
-binary, binary, regression, multiclass (5 classes) (T=4 by default). (a) is built with `kmtl.builders.hard_sharing`
-and compiled with `weighting="equal"` (so kmtl derives losses and metrics from the tasks, masks missing labels and
-logs `<task>_loss`/`<task>_weight`); (b) is a plain `keras.Model` with dict outputs compiled with the same Keras
-losses per output (binary_crossentropy, mse, sparse_categorical_crossentropy) and the same metrics kmtl resolves
-(binary: accuracy, AUC; multiclass: accuracy; regression: MAE, RMSE). Both start from the same weights (copied by
-layer name), use Adam(1e-3), and train on the same numpy data, which has no missing labels.
+binary, binary, regression, multiclass (5 classes). (a) is built with `kmtl.builders.hard_sharing` and compiled with
+`weighting="equal"` (kmtl derives losses and metrics from the tasks, masks missing labels and logs
+`<task>_loss`/`<task>_weight`); (b) is a plain `keras.Model` with dict outputs compiled with the same Keras losses per
+output (binary_crossentropy, mse, sparse_categorical_crossentropy) and the same metrics kmtl resolves (binary:
+accuracy, AUC; multiclass: accuracy; regression: MAE, RMSE), or, with `metrics=none`, no metrics in either (kmtl's
+per-task loss and weight trackers kept). Both start from the same weights (copied by layer name), use Adam(1e-3)
+and train on the same data, which has no missing labels.
 
-Timing method: `model.fit` on numpy arrays, `--steps` steps per call (one epoch of `steps * batch_size` rows,
-`shuffle=False`, `verbose=0`). A callback stamps `time.perf_counter()` at every `on_train_batch_end`; the differences
-between consecutive stamps are the per-step times as `fit` runs them (input slicing, the compiled train function,
-metric results and callbacks), the first step of each call being dropped. After one warm-up `fit` per model (tracing,
-optimizer build), repeats are interleaved a, b, a, b, ... so drifts in machine load hit both alike; each model's
-step time is the median over all its recorded steps (the headline ratio). The table also gives the mean wall time
-per step of whole `fit` calls, which adds `fit`'s per-call setup and kmtl's up-front label validation (~0.2 ms); it
-is noisier, because on these machines about half of all `fit` calls, of either model, spend a further ~0.2-0.3 s
-returning after `on_train_end` (tearing down the tf.data iterator), which the per-step medians exclude.
+Two ways of stepping, each timed for both models:
+- `train_on_batch` on one fixed batch (tensors), one call at a time. Keras resets every metric before
+  each call, so this is where metric variables cost most.
+- `fit` on numpy arrays, `--fit-steps` steps per call: a callback stamps every `on_train_batch_end`; the median of the
+  differences (first step dropped) is the step time as `fit` runs it.
+
+Each sample times kmtl and plain back to back (alternating which goes first), so drifts in machine load
+hit both alike; each figure is the median over samples of the pair ratio. Ratios only: the speed cancels out.
 
 Usage:
-    python benchmarks/overhead.py [--steps N] [--batch-size B] [--tasks T] [--repeats R] [--jit]
+    python benchmarks/overhead.py                    # T = 2, 4, 8, 16; jit on and off; default metrics and none
+    python benchmarks/overhead.py --quick            # a couple of minutes on 2 cores
+    python benchmarks/overhead.py --tasks 4 --jit on --metrics default --rounds 9
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ TRUNK = (512, 512, 512)
 KINDS = ("binary", "binary", "regression", "multiclass")
 NUM_CLASSES = 5
 LOSSES = {"binary": "binary_crossentropy", "regression": "mse", "multiclass": "sparse_categorical_crossentropy"}
+TARGET = 1.03
 
 
 def make_tasks(num_tasks: int) -> list:
@@ -66,10 +69,11 @@ def trunk(inputs):
     return x
 
 
-def build_kmtl(tasks, jit: bool):
+def build_kmtl(tasks, jit: bool, metrics: bool):
     inputs = keras.Input((INPUT_DIM,), name="features")
     model = kmtl.builders.hard_sharing(inputs, trunk(inputs), tasks, name="kmtl_model")
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), weighting="equal", jit_compile=jit)
+    given = None if metrics else {t.name: [] for t in tasks}
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), weighting="equal", metrics=given, jit_compile=jit)
     return model
 
 
@@ -81,7 +85,7 @@ def plain_metrics(task):
     return [keras.metrics.MeanAbsoluteError(name="mae"), keras.metrics.RootMeanSquaredError(name="rmse")]
 
 
-def build_plain(tasks, jit: bool):
+def build_plain(tasks, jit: bool, metrics: bool):
     inputs = keras.Input((INPUT_DIM,), name="features")
     features = trunk(inputs)
     activations = {"binary": "sigmoid", "regression": "linear", "multiclass": "softmax"}
@@ -95,7 +99,7 @@ def build_plain(tasks, jit: bool):
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss={t.name: LOSSES[t.kind] for t in tasks},
-        metrics={t.name: plain_metrics(t) for t in tasks},
+        metrics={t.name: plain_metrics(t) for t in tasks} if metrics else None,
         jit_compile=jit,
     )
     return model
@@ -103,12 +107,9 @@ def build_plain(tasks, jit: bool):
 
 def copy_weights(source, target):
     """Copies weights layer by layer (the layers have the same names), so both models compute the same thing."""
-    copied = 0
     for layer in source.layers:
         if layer.weights:
             target.get_layer(layer.name).set_weights(layer.get_weights())
-            copied += 1
-    return copied
 
 
 def make_data(tasks, rows: int, seed: int):
@@ -138,81 +139,114 @@ class StepTimer(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self.stamps.append(time.perf_counter())
 
-    @property
-    def step_times(self):
-        return list(np.diff(self.stamps))
 
-
-def timed_fit(model, x, y, batch_size: int):
+def fit_step(model, x, y, batch_size: int) -> float:
+    """The median step time of one `fit` call (one epoch over `x`)."""
     timer = StepTimer()
+    model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0, callbacks=[timer])
+    return float(np.median(np.diff(timer.stamps)))
+
+
+def train_on_batch_step(model, x, y) -> float:
     start = time.perf_counter()
-    history = model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0, callbacks=[timer])
-    wall = time.perf_counter() - start
-    return timer.step_times, wall, history.history["loss"][-1]
+    model.train_on_batch(x, y)
+    return time.perf_counter() - start
+
+
+class Pair:
+    """kmtl and plain Keras for one configuration (T, jit, metrics), with their data.
+
+    Every sample times the two models back to back (alternating which goes first), so both see the same machine load;
+    the ratio of a configuration is the median over samples of kmtl's time / plain's.
+    """
+
+    def __init__(self, num_tasks, jit, metrics, args):
+        keras.utils.set_random_seed(args.seed)
+        tasks = make_tasks(num_tasks)
+        self.key = (num_tasks, jit, metrics)
+        self.models = {"kmtl": build_kmtl(tasks, jit, metrics), "plain": build_plain(tasks, jit, metrics)}
+        copy_weights(self.models["kmtl"], self.models["plain"])
+        self.x, self.y = make_data(tasks, args.fit_steps * args.batch_size, args.seed)
+        self.batch = (
+            tf.constant(self.x[: args.batch_size]),
+            {k: tf.constant(v[: args.batch_size]) for k, v in self.y.items()},
+        )
+        self.ratios = {mode: [] for mode in args.modes}
+        self.plain = {mode: [] for mode in args.modes}
+        for model in self.models.values():  # warm-up: tracing, optimizer build, first iterator
+            for _ in range(3):
+                model.train_on_batch(*self.batch)
+            if "fit" in args.modes:
+                fit_step(model, self.x, self.y, args.batch_size)
+
+    def sample(self, mode, args, flip: bool):
+        times = {}
+        for name in (["plain", "kmtl"] if flip else ["kmtl", "plain"]):
+            model = self.models[name]
+            if mode == "fit":
+                times[name] = fit_step(model, self.x, self.y, args.batch_size)
+            else:
+                times[name] = train_on_batch_step(model, *self.batch)
+        self.ratios[mode].append(times["kmtl"] / times["plain"])
+        self.plain[mode].append(times["plain"])
+
+    def ratio(self, mode):
+        return statistics.median(self.ratios[mode]), statistics.median(self.plain[mode])
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=60, help="training steps per timed fit call (default 60)")
+    parser.add_argument("--tasks", type=int, nargs="+", default=[2, 4, 8, 16], help="numbers of task heads")
+    parser.add_argument("--jit", choices=["on", "off"], nargs="+", default=["on", "off"], help="jit_compile")
+    parser.add_argument("--metrics", choices=["default", "none"], nargs="+", default=["default", "none"])
+    parser.add_argument("--modes", choices=["train_on_batch", "fit"], nargs="+", default=["train_on_batch", "fit"])
+    parser.add_argument("--steps", type=int, default=60, help="paired train_on_batch calls per round (default 60)")
+    parser.add_argument("--fits", type=int, default=3, help="paired fit calls per round (default 3)")
+    parser.add_argument("--fit-steps", type=int, default=12, help="steps per timed fit call (default 12)")
     parser.add_argument("--batch-size", type=int, default=256, help="batch size (default 256)")
-    parser.add_argument("--tasks", type=int, default=4, help="number of task heads (default 4)")
-    parser.add_argument("--repeats", type=int, default=20, help="timed fit calls per model, interleaved (default 20)")
-    parser.add_argument("--jit", action="store_true", help="compile both models with jit_compile=True (XLA)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds over all configurations (default 5)")
+    parser.add_argument("--quick", action="store_true", help="T = 2, 8, 16, default metrics, 3 rounds of 20 calls")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    for name in ("steps", "batch_size", "tasks", "repeats"):
-        if getattr(args, name) < 1 or (name == "steps" and args.steps < 2):
-            parser.error(f"--{name.replace('_', '-')} must be >= {2 if name == 'steps' else 1}")
+    if args.quick:
+        args.tasks, args.metrics, args.rounds, args.steps = [2, 8, 16], ["default"], 3, 20
+    if args.steps < 1 or args.fits < 1 or args.fit_steps < 3 or args.rounds < 1 or args.batch_size < 1 or min(args.tasks) < 1:
+        parser.error("--fit-steps must be >= 3 and --steps, --rounds, --batch-size, --tasks >= 1")
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    keras.utils.set_random_seed(args.seed)
-    tasks = make_tasks(args.tasks)
-    models = {"kmtl": build_kmtl(tasks, args.jit), "plain": build_plain(tasks, args.jit)}
-    copied = copy_weights(models["kmtl"], models["plain"])
-    x, y = make_data(tasks, args.steps * args.batch_size, args.seed)
-
     print(
         f"kmtl {kmtl.__version__} | TensorFlow {tf.__version__} | Keras {keras.__version__} | threads 2/2 | "
-        f"jit_compile={args.jit}"
+        f"batch {args.batch_size} | {args.rounds} rounds of {args.steps} paired train_on_batch calls and "
+        f"{args.fits} paired fits of {args.fit_steps} steps per configuration",
+        flush=True,
     )
-    print(
-        f"model: {INPUT_DIM} -> {'-'.join(map(str, TRUNK))} ReLU -> {len(tasks)} heads "
-        f"({', '.join(t.kind + (f'({t.num_classes})' if t.num_classes else '') for t in tasks)}); "
-        f"{models['kmtl'].count_params():,} params; {copied} layers' weights copied kmtl -> plain"
-    )
-    print(f"timing: model.fit, {args.steps} steps x batch {args.batch_size}, {args.repeats} interleaved repeats each")
-
-    warmup_loss = {}
-    for name, model in models.items():  # warm-up: tracing, optimizer build, first iterator
-        warmup_loss[name] = timed_fit(model, x, y, args.batch_size)[2]
-    # Same weights, data and losses: the two models train alike (float round-off aside).
-    print("warm-up epoch loss: " + ", ".join(f"{n} {v:.6f}" for n, v in warmup_loss.items()))
-
-    steps = {name: [] for name in models}
-    walls = {name: [] for name in models}
-    for _ in range(args.repeats):
-        for name, model in models.items():
-            step_times, wall, _ = timed_fit(model, x, y, args.batch_size)
-            steps[name] += step_times
-            walls[name].append(wall / args.steps)
-
-    print()
-    print(f"{'model':<8}{'median step ms':>16}{'p10-p90 ms':>16}{'fit wall/step ms':>18}")
-    for name in models:
-        ms = np.array(steps[name]) * 1e3
-        p10, p90 = np.percentile(ms, [10, 90])
-        print(
-            f"{name:<8}{np.median(ms):>16.2f}{f'{p10:.1f}-{p90:.1f}':>16}"
-            f"{statistics.mean(walls[name]) * 1e3:>18.2f}"
-        )
-    ratio = np.median(steps["kmtl"]) / np.median(steps["plain"])
-    wall_ratio = statistics.mean(walls["kmtl"]) / statistics.mean(walls["plain"])
-    verdict = "OK" if ratio <= 1.05 else "ABOVE TARGET"
-    print(f"\nratio kmtl/plain (median step): {ratio:.3f}  [target <= 1.05: {verdict}]")
-    print(f"ratio kmtl/plain (mean fit wall/step, noisier): {wall_ratio:.3f}")
+    pairs = []
+    for num_tasks in args.tasks:
+        for jit in args.jit:
+            for metrics in args.metrics:
+                pairs.append(Pair(num_tasks, jit == "on", metrics == "default", args))
+    for r in range(args.rounds):
+        for pair in pairs:
+            for mode in args.modes:
+                calls = args.steps if mode == "train_on_batch" else args.fits
+                for i in range(calls):
+                    pair.sample(mode, args, flip=bool((i + r) % 2))
+    print("\nkmtl (weighting='equal') step time / plain Keras's: median of back-to-back pairs (plain's median ms)\n")
+    print("| T | jit | metrics | " + " | ".join(f"{m} (plain ms)" for m in args.modes) + " |")
+    print("|---|---|---|" + "---|" * len(args.modes))
+    worst = 0.0
+    for pair in pairs:
+        num_tasks, jit, metrics = pair.key
+        cells = []
+        for mode in args.modes:
+            ratio, plain_s = pair.ratio(mode)
+            worst = max(worst, ratio)
+            cells.append(f"{ratio:.3f}x ({plain_s * 1e3:.1f})")
+        print(f"| {num_tasks} | {'on' if jit else 'off'} | {'default' if metrics else 'none'} | " + " | ".join(cells) + " |")
+    print(f"\nworst ratio {worst:.3f} (target <= {TARGET})")
     return 0
 
 

@@ -10,7 +10,9 @@ from keras import ops
 
 from kmtl import _keras_internals
 from kmtl import weighting as weighting_lib
+from kmtl._keras_internals import keras_mask
 from kmtl.losses import label_entries, masked_loss
+from kmtl.losses.masked import stacked_masked_losses
 from kmtl.model.gradient_step import GradientStep
 from kmtl.model.gradients import GRADIENT_METHODS
 from kmtl.model.multi_worker import MultiWorkerSupport
@@ -19,7 +21,14 @@ from kmtl.model.optimizers import MultiOptimizer, task_optimizer
 from kmtl.model.partition import variable_partition
 from kmtl.model.progress import TaskProgbarLogger
 from kmtl.model.replicas import replica_context, scale_for_replicas
-from kmtl.model.task_state import TaskState, Untracked, batch_size, task_sample_weight, update_metric
+from kmtl.model.task_state import (
+    TaskState,
+    TrackedValue,
+    Untracked,
+    batch_size,
+    task_sample_weight,
+    update_metric,
+)
 from kmtl.tasks import Task, validate_task_list
 from kmtl.tasks.batch_checks import named_batch_errors
 from kmtl.tasks.fit_checks import check_fit_data
@@ -212,13 +221,29 @@ class MultiTaskModel(GradientStep, MultiWorkerSupport, keras.Model):
         shares add up to the global batch's masked mean whatever the replicas' counts of missing labels.
         """
         state = self._require_compiled()
-        values, counts = [], []
-        for task in self._tasks:
-            weight = task_sample_weight(sample_weight, task.name)
-            values.append(masked_loss(task, state.loss_fns[task.name], y[task.name], y_pred[task.name], weight))
-            counts.append(ops.sum(label_entries(task, y[task.name], y_pred[task.name], weight)[2]))
-        values = ops.stack(values)
         context, replicas = replica_context()
+        values, counts = [None] * len(self._tasks), [None] * len(self._tasks)
+        for group in state.loss_groups:
+            tasks = [self._tasks[i] for i in group]
+            if len(group) > 1 and not isinstance(sample_weight, Mapping) and not any(
+                keras_mask(y_pred[t.name]) is not None for t in tasks
+            ):
+                losses, present = stacked_masked_losses(
+                    tasks,
+                    state.loss_fns[tasks[0].name],
+                    [y[t.name] for t in tasks],
+                    [y_pred[t.name] for t in tasks],
+                    sample_weight,
+                )
+                for j, i in enumerate(group):
+                    values[i], counts[i] = losses[j], present[j]
+                continue
+            for i, task in zip(group, tasks):
+                weight = task_sample_weight(sample_weight, task.name)
+                values[i] = masked_loss(task, state.loss_fns[task.name], y[task.name], y_pred[task.name], weight)
+                if replicas > 1:
+                    counts[i] = ops.sum(label_entries(task, y[task.name], y_pred[task.name], weight)[2])
+        values = ops.stack(values)
         if replicas > 1:
             counts = ops.stop_gradient(ops.stack(counts))
             total_counts = context.all_reduce("sum", counts)
@@ -250,10 +275,28 @@ class MultiTaskModel(GradientStep, MultiWorkerSupport, keras.Model):
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         state = self._require_compiled()
         for task in self._tasks:
+            if not state.metrics[task.name]:
+                continue
             weight = task_sample_weight(sample_weight, task.name)
+            entries = label_entries(task, y[task.name], y_pred[task.name], weight)  # once for all its metrics
             for metric in state.metrics[task.name]:
-                update_metric(task, metric, y[task.name], y_pred[task.name], weight)
+                update_metric(task, metric, y[task.name], y_pred[task.name], weight, entries)
         return self.get_metrics_result()
+
+    def get_metrics_result(self):
+        """`keras.Model.get_metrics_result`, reading every task's loss and weight tracker in one op."""
+        results = {}
+        for metric in self.metrics:
+            if isinstance(metric, TrackedValue):
+                if metric.slot == 0:
+                    results.update(metric.trackers.result())
+                continue
+            result = metric.result()
+            if isinstance(result, dict):
+                results.update(result)
+            else:
+                results[metric.name] = result
+        return results
 
     @property
     def metrics(self):

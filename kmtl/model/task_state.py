@@ -28,26 +28,134 @@ class TaskState:
     def __init__(self, tasks, loss_overrides, metric_overrides):
         self.loss_fns = {t.name: resolve_loss(loss_overrides.get(t.name, t.loss), task_name=t.name) for t in tasks}
         self.metrics = {t.name: resolve_metrics(t, metric_overrides.get(t.name)) for t in tasks}
-        self.loss_trackers = [keras.metrics.Mean(name=f"{t.name}_loss") for t in tasks]
-        self.weight_trackers = [keras.metrics.Mean(name=f"{t.name}_weight") for t in tasks]
+        self.trackers = TaskTrackers([t.name for t in tasks])
+        self.loss_groups = loss_groups(tasks, self.loss_fns)
 
     def update_loss_trackers(self, losses, weights, batch_size):
         """Records one batch; weighted by its size, as Keras weights its own `loss`, so `loss` = sum of tasks'."""
-        for i, (loss_tracker, weight_tracker) in enumerate(zip(self.loss_trackers, self.weight_trackers)):
-            loss_tracker.update_state(losses[i], sample_weight=batch_size)
-            weight_tracker.update_state(weights[i], sample_weight=batch_size)
+        self.trackers.update_state(losses, weights, batch_size)
 
     def all_metrics(self):
-        out = []
-        for loss_tracker, weight_tracker in zip(self.loss_trackers, self.weight_trackers):
-            out += [loss_tracker, weight_tracker]
+        out = list(self.trackers.views)
         for task_metrics in self.metrics.values():
             out += task_metrics
         return out
 
 
-def update_metric(task, metric, y_true, y_pred, sample_weight):
-    y_true, y_pred, _, weights = label_entries(task, y_true, y_pred, sample_weight)
+class TaskTrackers(keras.metrics.Metric):
+    """Every task's mean loss and mean weight in one metric variable, whatever the number of tasks.
+
+    Keras resets every metric variable, eagerly, before each `train_on_batch` (~70 µs each): one `Mean` per task
+    loss and per task weight made that 4T variables; this is one vector `(2T + 1,)` (the loss sums, the weight sums
+    and the count), updated by one op and read by one op. It is listed in `MultiTaskModel.metrics` as one
+    `TrackedValue` per logged value (`<task>_loss`, `<task>_weight`, in the order they always had), so
+    `metrics_names`, `History`, TensorBoard and the progress bar see the same names as with one `Mean` each.
+
+    Args:
+        task_names: list of str, in task order.
+        name: str. The metric's name.
+    """
+
+    def __init__(self, task_names, name="task_trackers", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.task_names = list(task_names)
+        self.totals = self.add_variable(
+            shape=(2 * len(self.task_names) + 1,), initializer="zeros", dtype="float32", name="totals"
+        )
+        self.keys = [f"{t}_{kind}" for t in self.task_names for kind in ("loss", "weight")]
+        self.views = [TrackedValue(self, slot, key) for slot, key in enumerate(self.keys)]
+
+    def update_state(self, losses, weights, batch_size):
+        """Adds one batch: each task's loss and weight weighted by the batch size (as Keras's `Mean` with
+        `sample_weight=batch_size`)."""
+        size = ops.cast(ops.reshape(batch_size, (1,)), "float32")
+        losses = ops.cast(ops.reshape(losses, (-1,)), "float32")
+        weights = ops.cast(ops.reshape(weights, (-1,)), "float32")
+        self.totals.assign_add(ops.concatenate([losses * size, weights * size, size]))
+
+    def result(self):
+        """`{"<task>_loss": mean, "<task>_weight": mean, ...}` in task order, the means formed by one op."""
+        num_tasks = len(self.task_names)
+        count = self.totals[-1]
+        means = ops.divide_no_nan(self.totals[:-1], ops.broadcast_to(count, (2 * num_tasks,)))
+        # Interleave (loss_0, weight_0, loss_1, ...) with one transpose, then one unstack for all values.
+        values = ops.unstack(ops.reshape(ops.transpose(ops.reshape(means, (2, num_tasks))), (-1,)))
+        return dict(zip(self.keys, values))
+
+    def get_config(self):
+        return {"task_names": self.task_names, "name": self.name}
+
+
+class TrackedValue(keras.metrics.Metric):
+    """One value of a `TaskTrackers` (e.g. `age_loss`), listed in a model's `metrics` under its own name.
+
+    It holds no variable: resetting the first value of a `TaskTrackers` resets all of them, the others' resets cost
+    nothing; `MultiTaskModel.get_metrics_result` reads all values at once from the `TaskTrackers`.
+    """
+
+    def __init__(self, trackers, slot, name):
+        super().__init__(name=name)
+        self._trackers = Untracked(trackers)
+        self.slot = slot
+
+    @property
+    def trackers(self):
+        return self._trackers.value
+
+    def update_state(self, *args, **kwargs):
+        raise NotImplementedError(f"`{self.name}` is updated through its TaskTrackers, all tasks at once.")
+
+    def reset_state(self):
+        if self.slot == 0:
+            self.trackers.reset_state()
+
+    def result(self):
+        return self.trackers.result()[self.name]
+
+
+def loss_groups(tasks, loss_fns):
+    """The tasks as groups whose masked losses are computed together: lists of task indices, in task order.
+
+    Tasks with one label entry per example (not per step or pixel), of the same kind, output width and missing
+    marker, whose losses are the same Keras loss, form one group (`kmtl.losses.masked.stacked_masked_losses`); every
+    other task is a group of its own. At T = 128 alike tasks the loss is a few ops instead of a few per task.
+    """
+    groups, keyed = [], {}
+    for i, task in enumerate(tasks):
+        key = _stacking_key(task, loss_fns[task.name])
+        if key is None:
+            groups.append([i])
+        elif key in keyed:
+            keyed[key].append(i)
+        else:
+            keyed[key] = [i]
+            groups.append(keyed[key])
+    return groups
+
+
+def _stacking_key(task, loss_fn):
+    """What tasks must share to have their losses computed together, or None for a task computed alone."""
+    if task.per_step or task.per_pixel or task.label_width != 1:
+        return None
+    owner = getattr(loss_fn, "__self__", None)
+    if owner is not None:
+        # A `Loss` object's `call`: alike only when it is the same Keras object (a config need not hold every
+        # argument: Keras 3.15's `Huber.get_config()` omits `delta`).
+        if not isinstance(owner, keras.losses.Loss) or not type(owner).__module__.startswith("keras."):
+            return None
+        loss_key = ("object", id(owner))
+    elif callable(loss_fn) and getattr(loss_fn, "__module__", "").startswith("keras."):
+        loss_key = loss_fn  # a `keras.losses` function: it maps the last axis to one value
+    else:
+        return None  # a user's function may not broadcast over a task axis
+    missing = "nan" if task.missing_is_nan else repr(task.missing)
+    return (task.kind, task.output_units, missing, loss_key)
+
+
+def update_metric(task, metric, y_true, y_pred, sample_weight, entries=None):
+    """Updates one of a task's metrics with its present label entries (`entries`: `label_entries`'s result, when
+    the caller already has it)."""
+    y_true, y_pred, _, weights = entries or label_entries(task, y_true, y_pred, sample_weight)
     if getattr(metric, "entrywise", True):
         metric.update_state(y_true, y_pred, sample_weight=weights)
         return
