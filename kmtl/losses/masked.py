@@ -148,3 +148,48 @@ def _sequence_loss(task: Task, token_values: Callable, y_true, y_pred, sample_we
     values = ops.cast(ops.reshape(values, (-1,)), "float32")
     total = ops.sum(ops.where(present > 0, values * weights, ops.zeros_like(values)))
     return total / ops.maximum(ops.sum(present), 1.0)
+
+
+def stacked_masked_losses(tasks, loss_fn: Callable, y_trues, y_preds, sample_weight=None):
+    """`masked_loss` of several alike tasks at once, with one op where the tasks take one op each.
+
+    The tasks must have one label entry per example (binary, multiclass, or one-output regression and multilabel),
+    neither `per_step` nor `per_pixel`, the same kind, output width and missing marker, and share `loss_fn`, a
+    Keras loss that maps the last axis to one value (as every `keras.losses` loss does): their labels become one
+    `(batch, G)` matrix and their predictions one `(batch, G, units)` tensor. Each task's value equals its
+    `masked_loss` (to float round-off: sums run over a matrix's column instead of a vector).
+
+    Args:
+        tasks: list of G alike `Task`s.
+        loss_fn: function returning one value per entry, as from `resolve_loss`.
+        y_trues: list of G label tensors, `(batch,)` or `(batch, 1)`.
+        y_preds: list of G prediction tensors, `(batch, units)`, without Keras masks.
+        sample_weight: optional weights `(batch,)` shared by the tasks.
+
+    Returns:
+        Tuple `(losses, counts)`, float32 tensors `(G,)`: each task's masked mean loss and its number of present
+        labels.
+    """
+    first = tasks[0]
+    y_trues = [ops.convert_to_tensor(y) for y in y_trues]
+    dtypes = {y.dtype for y in y_trues}
+    dtype = y_trues[0].dtype if len(dtypes) == 1 else "float32"
+    y_true = ops.stack([ops.reshape(ops.cast(y, dtype), (-1,)) for y in y_trues], axis=1)  # (batch, G)
+    y_pred = ops.stack([ops.reshape(y, (-1, first.output_units)) for y in y_preds], axis=1)  # (batch, G, units)
+    present = present_mask(first, y_true)
+    y_true = ops.where(present, y_true, ops.zeros_like(y_true))
+    if first.kind != "multiclass":
+        y_true = ops.expand_dims(ops.cast(y_true, y_pred.dtype), -1)  # (batch, G, 1)
+    present = ops.cast(present, "float32")
+    weights = present
+    if sample_weight is not None:
+        weights = present * ops.reshape(ops.cast(ops.convert_to_tensor(sample_weight), "float32"), (-1, 1))
+    if any(t.standardizes_targets for t in tasks):
+        offset = ops.convert_to_tensor([[t.target_offset] for t in tasks], dtype=y_pred.dtype)
+        scale = ops.convert_to_tensor([[t.target_scale] for t in tasks], dtype=y_pred.dtype)
+        y_true = (y_true - offset) / scale
+        y_pred = (y_pred - offset) / scale
+    values = ops.reshape(ops.cast(loss_fn(y_true, y_pred), "float32"), ops.shape(present))
+    total = ops.sum(ops.where(present > 0, values * weights, ops.zeros_like(values)), axis=0)
+    counts = ops.sum(present, axis=0)
+    return total / ops.maximum(counts, 1.0), counts
