@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny import tiny_data, tiny_model
 
 import kmtl
 from kmtl import Task
@@ -20,23 +21,13 @@ TASKS = [Task("a", "regression"), Task("b", "binary"), Task("c", "multiclass", n
 GLOBAL_BATCH = 8
 
 
-def make_model(seed=0, dropout=0.0):
-    keras.utils.set_random_seed(seed)
-    x = keras.Input((5,), name="x")
-    h = keras.layers.Dense(8, activation="tanh", name="shared1")(x)
-    h = keras.layers.Dense(6, activation="tanh", name="shared2")(h)
-    return kmtl.builders.hard_sharing(x, h, TASKS, head_units=(4,), dropout=dropout)
+# The model every comparison builds: two shared layers, a hidden layer in each head.
+ARCHITECTURE = {"tasks": TASKS, "input_dim": 5, "trunk_units": (8, 6), "head_units": (4,)}
 
 
 def make_dataset(n=20, seed=1):
     """20 rows in global batches of 8 (the last one of 4, split 2/2), with missing labels uneven across replicas."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 5)).astype("float32")
-    y = {
-        "a": rng.normal(size=(n, 1)).astype("float32"),
-        "b": rng.integers(0, 2, size=(n, 1)).astype("float32"),
-        "c": rng.integers(0, 3, size=(n,)).astype("int32"),
-    }
+    x, y = tiny_data(TASKS, n=n, input_dim=5, seed=seed)
     y["a"][[0, 1, 2, 9, 17]] = np.nan  # replica 0 of batch 0 has 3 missing, replica 1 none
     y["b"][[5, 12, 13, 14]] = -1
     y["c"][[8, 10]] = -1
@@ -83,9 +74,7 @@ def test_multitask_model_mirrored_equals_one_device(mirrored_strategy, name):
     """3 epochs of 3 steps (the last batch partial), SGD: weights, strategy state and logged losses agree."""
 
     def build():
-        model = make_model()
-        model.compile(optimizer=keras.optimizers.SGD(0.1), weighting=STRATEGIES[name]())
-        return model
+        return tiny_model(STRATEGIES[name](), optimizer=keras.optimizers.SGD(0.1), **ARCHITECTURE)
 
     dataset = make_dataset()
     single, expected, logs_single = train(build, dataset, epochs=3)
@@ -95,7 +84,7 @@ def test_multitask_model_mirrored_equals_one_device(mirrored_strategy, name):
     for key, values in logs_single.items():
         np.testing.assert_allclose(logs_mirrored[key], values, atol=1e-5, err_msg=key)
     # The run moved the weights (a test on frozen weights would pass for any strategy).
-    initial = [v.numpy() for v in make_model().weights]
+    initial = [v.numpy() for v in tiny_model(compile=False, **ARCHITECTURE).weights]
     assert max(np.abs(a - b).max() for a, b in zip(initial, expected[: len(initial)])) > 1e-2
 
 
@@ -105,9 +94,7 @@ def test_mirrored_training_with_dropout_differs_from_one_device(mirrored_strateg
     (and the update) are not the one-device run's, although both are valid dropout."""
 
     def build():
-        model = make_model(dropout=0.5)
-        model.compile(optimizer=keras.optimizers.SGD(0.1), weighting="equal")
-        return model
+        return tiny_model("equal", optimizer=keras.optimizers.SGD(0.1), dropout=0.5, **ARCHITECTURE)
 
     dataset = make_dataset()
     single, expected, _ = train(build, dataset, epochs=1)
