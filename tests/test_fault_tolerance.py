@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny import tiny_data, tiny_model
 
 import kmtl
 from kmtl.training.backup import METADATA, BackupAndResume
@@ -47,24 +48,13 @@ class InterruptAt(keras.callbacks.Callback):
 
 
 def make_model(weighting):
-    """Dropout in the trunk and a random or epoch-stateful strategy: state that a resume must restore."""
-    keras.utils.set_random_seed(0)
-    x = keras.Input((5,), name="x")
-    h = keras.layers.Dense(8, activation="tanh", name="shared1")(x)
-    h = keras.layers.Dropout(0.3, name="shared_dropout")(h)
-    model = kmtl.builders.hard_sharing(x, h, TASKS, head_units=(4,))
-    model.compile(optimizer=keras.optimizers.Adam(0.01), weighting=weighting)
-    return model
+    """Dropout in the heads and a random or epoch-stateful strategy: state that a resume must restore."""
+    return tiny_model(weighting, tasks=TASKS, input_dim=5, trunk_units=8, head_units=(4,), dropout=0.3,
+                      optimizer=keras.optimizers.Adam(0.01))
 
 
 def make_arrays():
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(ROWS, 5)).astype("float32")
-    y = {
-        "a": rng.normal(size=(ROWS, 1)).astype("float32"),
-        "b": rng.integers(0, 2, size=(ROWS, 1)).astype("float32"),
-        "c": rng.integers(0, 3, size=(ROWS,)).astype("int32"),
-    }
+    x, y = tiny_data(TASKS, n=ROWS, input_dim=5, seed=1)
     y["a"][[3, 7]] = np.nan
     return x, y
 
@@ -88,12 +78,14 @@ def weights(model):
 
 
 def interrupted_then_resumed(fit, weighting, backup, interrupt):
-    """Runs until the interrupt, then resumes in a new model; returns (model, history, callback)."""
+    """Runs until the interrupt, then resumes in a new model; returns (model, history, callback).
+
+    `weighting()` makes each model's strategy (a strategy object serves one model)."""
     keras.utils.set_random_seed(0)
     with pytest.raises(Interrupted):
-        fit(make_model(weighting), [backup, InterruptAt(*interrupt)])
+        fit(make_model(weighting()), [backup, InterruptAt(*interrupt)])
     keras.utils.set_random_seed(0)
-    resumed = make_model(weighting)
+    resumed = make_model(weighting())
     backup_again = BackupAndResume(backup.backup_dir, save_freq=backup.save_freq)
     history = fit(resumed, [backup_again])
     return resumed, history, backup_again
@@ -101,7 +93,7 @@ def interrupted_then_resumed(fit, weighting, backup, interrupt):
 
 def uninterrupted(fit, weighting):
     keras.utils.set_random_seed(0)
-    model = make_model(weighting)
+    model = make_model(weighting())
     return model, fit(model, [])
 
 
@@ -144,9 +136,9 @@ def test_keras_backup_and_restore_trains_the_interrupted_epoch_again(tmp_path):
     ids=["numpy-rlw", "stream-dwa", "stream-dwa-epoch"],
 )
 def test_resumed_run_ends_with_the_uninterrupted_weights(tmp_path, fit, weighting, interrupt, save_freq, restored):
-    model, history = uninterrupted(fit, weighting())
+    model, history = uninterrupted(fit, weighting)
     backup = BackupAndResume(tmp_path / "backup", save_freq=save_freq)
-    resumed, resumed_history, callback = interrupted_then_resumed(fit, weighting(), backup, interrupt)
+    resumed, resumed_history, callback = interrupted_then_resumed(fit, weighting, backup, interrupt)
     assert callback.restored == restored
     assert int(resumed.optimizer.iterations.numpy()) == EPOCHS * STEPS
     for variable, a, b in zip(model.weights, weights(model), weights(resumed)):
@@ -168,9 +160,9 @@ def test_resume_under_mirrored_strategy(tmp_path, mirrored_strategy, monkeypatch
             return unscoped(weighting)
 
     monkeypatch.setattr(sys.modules[__name__], "make_model", scoped)
-    model, history = uninterrupted(fit_numpy, RLW(seed=3))
+    model, history = uninterrupted(fit_numpy, lambda: RLW(seed=3))
     backup = BackupAndResume(tmp_path / "backup", save_freq=2)
-    resumed, resumed_history, callback = interrupted_then_resumed(fit_numpy, RLW(seed=3), backup, (1, 3))
+    resumed, resumed_history, callback = interrupted_then_resumed(fit_numpy, lambda: RLW(seed=3), backup, (1, 3))
     assert callback.restored == {"epoch": 1, "batch": 2, "step": 8}
     for variable, a, b in zip(model.weights, weights(model), weights(resumed)):
         np.testing.assert_array_equal(b, a, err_msg=variable.path)
