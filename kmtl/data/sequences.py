@@ -157,9 +157,17 @@ def _as_label(name, value):
 
 
 def to_dataset(
-    data: SequenceData, batch_size: int, *, tasks=None, shuffle: bool = False, seed: int = 0, max_steps=None
+    data: SequenceData,
+    batch_size: int,
+    *,
+    tasks=None,
+    shuffle: bool = False,
+    seed: int = 0,
+    max_steps=None,
+    pad_to=None,
 ):
-    """Returns the episodes as a batched `tf.data.Dataset`, each batch padded to its longest episode.
+    """Returns the episodes as a batched `tf.data.Dataset`, each batch padded to its longest episode (or further,
+    to one of a few fixed lengths: `pad_to`).
 
     Args:
         data: `SequenceData`.
@@ -169,6 +177,12 @@ def to_dataset(
         seed: int. Shuffle seed.
         max_steps: int or `None`. Keep only the first `max_steps` steps of each episode (and of its per-step
             labels).
+        pad_to: `None`, `"buckets"` or a list of int. `None` pads each batch to its longest episode, so batches come
+            in as many lengths as there are longest episodes, and a compiled (XLA) step compiles once per length.
+            A list pads each batch to the smallest of these lengths that holds its longest episode (episodes longer
+            than the largest are cut to it), so the step sees at most `len(pad_to)` lengths; `"buckets"` uses
+            powers of two from 8 up to the longest episode (the last one capped at `max_steps`). Padded steps are
+            masked and their labels missing, so losses and metrics are the same whatever the padding.
 
     Returns:
         A `tf.data.Dataset` of `({"features": float32 (B, T, F), "mask": float32 (B, T)}, {name: labels})`,
@@ -194,6 +208,9 @@ def to_dataset(
     unknown = [name for name in names if name not in data.labels]
     if unknown:
         raise ValueError(f"Unknown label name(s) {unknown} in `tasks`. Available: {sorted(data.labels)}")
+    bounds = _bucket_bounds(pad_to, data.lengths, max_steps)
+    if bounds is not None:
+        max_steps = bounds[-1] if max_steps is None else min(max_steps, bounds[-1])
     cut = slice(None, max_steps)
     features = [x[cut] for x in data.features]
     inputs = {
@@ -216,14 +233,54 @@ def to_dataset(
         dataset = dataset.shuffle(max(len(data), 1), seed=seed, reshuffle_each_iteration=True)
 
     def pad(inputs, labels):
-        inputs = {key: value.to_tensor(0.0) for key, value in inputs.items()}
+        steps = None
+        if bounds is not None:
+            longest = tf.reduce_max(inputs["mask"].row_lengths())
+            steps = tf.gather(bounds, tf.reduce_sum(tf.cast(bounds < longest, tf.int32)))
+
+        def dense(value, default):
+            if steps is None:
+                return value.to_tensor(default)
+            widths = value.flat_values.shape.as_list()[1:]
+            trailing = tf.constant(widths, tf.int64, shape=[len(widths)])
+            shape = tf.concat([tf.constant([-1], tf.int64), tf.reshape(steps, [1]), trailing], axis=0)
+            return value.to_tensor(default, shape=shape)
+
+        inputs = {key: dense(value, 0.0) for key, value in inputs.items()}
         labels = {
-            key: value.to_tensor(padding[key]) if isinstance(value, tf.RaggedTensor) else value
+            key: dense(value, padding[key]) if isinstance(value, tf.RaggedTensor) else value
             for key, value in labels.items()
         }
         return inputs, labels
 
     return dataset.batch(batch_size).map(pad).prefetch(tf.data.AUTOTUNE)
+
+
+_BAD_PAD_TO = (
+    'Invalid value for `pad_to`. Expected None, "buckets" or a list of positive int. Received: pad_to={pad_to!r}'
+)
+
+
+def _bucket_bounds(pad_to, lengths, max_steps):
+    """The padded lengths `pad_to` allows, as a sorted int64 array, or None for "each batch's longest"."""
+    if pad_to is None:
+        return None
+    longest = int(lengths.max()) if len(lengths) else 1
+    if max_steps is not None:
+        longest = min(longest, max_steps)
+    if isinstance(pad_to, str):
+        if pad_to != "buckets":
+            raise ValueError(_BAD_PAD_TO.format(pad_to=pad_to))
+        bounds = [8]
+        while bounds[-1] < longest:
+            bounds.append(bounds[-1] * 2)
+        if max_steps is not None:
+            bounds = sorted({min(b, max_steps) for b in bounds})  # never longer than the episodes may be
+        return np.array(bounds, dtype="int64")
+    bounds = sorted(set(pad_to)) if isinstance(pad_to, (list, tuple)) else []
+    if not bounds or any(isinstance(b, bool) or not isinstance(b, numbers.Integral) or b < 1 for b in bounds):
+        raise ValueError(_BAD_PAD_TO.format(pad_to=pad_to))
+    return np.array(bounds, dtype="int64")
 
 
 def _label_dtype(value):

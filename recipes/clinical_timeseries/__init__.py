@@ -161,13 +161,16 @@ def build_model(
     return kmtl.MultiTaskModel({"features": features, "mask": mask}, outputs, name=name, tasks=all_tasks)
 
 
-def compile_model(model: kmtl.MultiTaskModel, weighting="static", learning_rate: float = 1e-3):
+def compile_model(
+    model: kmtl.MultiTaskModel, weighting="static", learning_rate: float = 1e-3, jit_compile: bool = False
+):
     """Compiles with Adam and the given weighting (default `"static"`: the tasks' benchmark loss weights).
 
-    XLA is left off: batches are padded to their own longest episode, and XLA would compile again for every new
-    length (minutes per epoch), while a plain `tf.function` handles any length with one trace.
+    XLA is off by default. `load_data` pads batches to a few lengths (powers of two), so with `jit_compile=True`
+    XLA compiles once per length (and batch size), not once per batch; with `load_data(pad_to=None)` every new
+    longest episode would compile again.
     """
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), weighting=weighting, jit_compile=False)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), weighting=weighting, jit_compile=jit_compile)
     return model
 
 

@@ -108,11 +108,14 @@ def load_data(
     max_steps: int | None = None,
     tasks: Sequence[str] | None = None,
     extra_labels: Sequence[str] = (),
+    pad_to="buckets",
 ) -> ClinicalSplits:
     """Loads a source, splits it by patient and returns batched `tf.data.Dataset`s with the model's settings.
 
-    Batches are `({"features": (B, T, F), "mask": (B, T)}, {task: labels})`, each padded to its longest episode
-    (features 0, mask 0, labels missing). The normaliser is fitted on the training split only.
+    Batches are `({"features": (B, T, F), "mask": (B, T)}, {task: labels})`, each padded (features 0, mask 0,
+    labels missing) to the smallest power of two from 8 that holds its longest episode, so a training step sees a
+    few lengths only: it traces a bounded number of times and can be compiled with XLA. The normaliser is fitted
+    on the training split only.
 
     Args:
         source: str. `"synthetic"` (kmtl's generated ICU stays, no download), `"mimic3:PATH"` (the benchmark's data
@@ -129,6 +132,8 @@ def load_data(
         extra_labels: names of further labels added to the **test** split only, e.g. `"remaining_stay"` hours so
             that `benchmark_metrics` scores the bucket model's mean absolute deviation. Keras `evaluate` refuses
             labels of no task, so score such a split with `benchmark_metrics` only.
+        pad_to: `"buckets"` (default), a list of int, or None (each batch to its longest episode); see
+            `kmtl.data.sequences.to_dataset`.
 
     Returns:
         `ClinicalSplits`: unpacks as `(train, val, test)`; `model_settings` for `build_model(**model_settings)`.
@@ -153,7 +158,9 @@ def load_data(
     datasets = []
     for i, part in enumerate(parts):
         keep = names + [n for n in extra_labels if n not in names] if i == 2 else names
-        ds = to_dataset(part, batch_size, tasks=keep, shuffle=i == 0, seed=seed, max_steps=max_steps)
+        ds = to_dataset(
+            part, batch_size, tasks=keep, shuffle=i == 0, seed=seed, max_steps=max_steps, pad_to=pad_to
+        )
         if deep_supervision:
             ds = ds.map(_replicator(chosen, READOUT_STEPS), num_parallel_calls=tf.data.AUTOTUNE)
         datasets.append(ds)
