@@ -9,8 +9,7 @@ import pytest
 import tensorflow as tf
 from keras import ops
 from scipy.optimize import nnls
-from weighting_testing import make_data
-from weighting_testing import make_model as tiny_model
+from tiny import tiny_data, tiny_model
 
 from kmtl import Task
 from kmtl.weighting import STRATEGIES as REGISTERED
@@ -419,7 +418,7 @@ MODEL_STRATEGIES = [NashMTL, UPGrad, DualProj, AlignedMTL, ConFIG]
 
 @pytest.mark.parametrize("cls", MODEL_STRATEGIES)
 def test_one_step_moves_the_trunk_along_the_direction(cls):
-    x, y = make_data()
+    x, y = tiny_data()
     lr = 0.1
     model = make_model(cls(), lr)
     shared = model.shared_variables
@@ -445,7 +444,7 @@ SLOW_FIT = pytest.mark.slow(reason="one more Keras train-function compilation pe
     "cls", [UPGrad] + [pytest.param(c, marks=SLOW_FIT) for c in (NashMTL, DualProj, AlignedMTL, ConFIG)]
 )
 def test_trains_with_representation_gradients(cls):
-    x, y = make_data()
+    x, y = tiny_data()
     model = make_model(cls(rep_grad=True), lr=0.2)
     history = model.fit(x, y, batch_size=16, epochs=4, verbose=0).history
     assert all(np.isfinite(history[f"{t}_weight"][-1]) for t in "abc")
@@ -455,14 +454,14 @@ def test_trains_with_representation_gradients(cls):
 @pytest.mark.slow(reason="XLA-compiles a whole train step per strategy on CPU (about 5-10 s each)")
 @pytest.mark.parametrize("cls", MODEL_STRATEGIES)
 def test_trains_under_xla(cls):
-    x, y = make_data()
+    x, y = tiny_data()
     model = make_model(cls(), lr=0.2, jit_compile=True)
     history = model.fit(x, y, batch_size=16, epochs=3, verbose=0).history
     assert np.all(np.diff(history["loss"]) < 0)
 
 
 def test_nash_state_is_saved_with_the_model(tmp_path):
-    x, y = make_data()
+    x, y = tiny_data()
     model = make_model(NashMTL(update_weights_every=2))
     model.fit(x, y, batch_size=8, epochs=2, verbose=0)
     assert int(model.weighting.steps_seen.numpy()) == 4
