@@ -5,6 +5,7 @@ import re
 import keras
 import numpy as np
 import pytest
+from tiny import tiny_model
 
 import kmtl
 from kmtl.training import TaskProgbarLogger
@@ -14,10 +15,8 @@ TASKS = [kmtl.Task(f"task_{i}", "binary") for i in range(6)] + [kmtl.Task("age",
 
 
 def _model():
-    x = keras.Input((4,), name="x")
-    model = kmtl.builders.hard_sharing(x, keras.layers.Dense(4, name="trunk")(x), TASKS)
-    model.compile(keras.optimizers.Adam(1e-2), weighting="uncertainty", run_eagerly=True)
-    return model
+    return tiny_model("uncertainty", tasks=TASKS, trunk_units=4, activation=None, head_units=(), seed=None,
+                      optimizer=keras.optimizers.Adam(1e-2), run_eagerly=True)
 
 
 def _data(n=32):
