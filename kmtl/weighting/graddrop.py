@@ -23,9 +23,10 @@ class GradDrop(SavesRandomState, GradientWeighting):
 
     The paper applies GradDrop to gradients of activations, summing them over the batch before computing `P`;
     kmtl computes `P` per column of the gradient matrix (shared parameters, or with `rep_grad=True` the entries of
-    the shared representation), the paper's variant for inputs that are not batch-separated. Under XLA on CPU,
-    TensorFlow's random draws are slow (about 1 s per million shared parameters, measured on 2 cores; 6 ms without
-    XLA), so on CPU compile with `jit_compile=False` or use `rep_grad=True`.
+    the shared representation), the paper's variant for inputs that are not batch-separated. The uniform draws use
+    the Philox generator explicitly (`_uniform`): without XLA they are the numbers `keras.random.uniform` draws;
+    under XLA they cost ~10 ms per million shared parameters on 2 CPU cores, where XLA's default generator
+    (ThreeFry) took ~1 s.
 
     Args:
         leak: float in [0, 1], or a list of one such float per task.
@@ -65,7 +66,7 @@ class GradDrop(SavesRandomState, GradientWeighting):
         leak = self.leak if isinstance(self.leak, list) else [self.leak] * t
         leak = ops.convert_to_tensor(leak, grads.dtype)[:, None]
         purity = 0.5 * (1.0 + ops.sum(grads, axis=0) / ops.maximum(ops.sum(ops.abs(grads), axis=0), 1e-37))
-        draw = keras.random.uniform(purity.shape, dtype=grads.dtype, seed=self.seed_generator)
+        draw = _uniform(purity.shape, grads.dtype, self.seed_generator)
         keep = ops.logical_or(
             ops.logical_and(purity > draw, grads > 0), ops.logical_and(purity < draw, grads < 0)
         )
@@ -74,3 +75,21 @@ class GradDrop(SavesRandomState, GradientWeighting):
 
     def get_config(self):
         return {**super().get_config(), "leak": self.leak, "seed": self.seed}
+
+
+def _uniform(shape, dtype, seed_generator):
+    """`keras.random.uniform(shape, dtype=dtype, seed=seed_generator)`, drawn with Philox on every path.
+
+    Keras's TensorFlow backend calls `tf.random.stateless_uniform` with `alg="auto_select"`, which is Philox
+    without XLA (so these are the same numbers) and ThreeFry under XLA on CPU, ~100x slower (measured on 2 cores:
+    951 ms against 10 ms per million draws). Under XLA the numbers differ from the non-XLA ones either way.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return keras.random.uniform(shape, dtype=dtype, seed=seed_generator)
+    import tensorflow as tf
+
+    seed = seed_generator.next()
+    if seed.dtype != tf.int32:
+        # As Keras casts the generator's int64 state for `tf.random.stateless_*`.
+        seed = tf.cast(tf.math.floormod(seed, tf.int32.max - 1), tf.int32)
+    return tf.random.stateless_uniform(shape, seed=seed, dtype=dtype, alg="philox")
