@@ -198,19 +198,23 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, nargs="+", default=[2, 4, 8, 16], help="numbers of task heads")
     parser.add_argument("--jit", choices=["on", "off"], nargs="+", default=["on", "off"], help="jit_compile")
-    parser.add_argument("--metrics", choices=["default", "none"], nargs="+", default=["default", "none"])
+    parser.add_argument(
+        "--metrics", choices=["default", "none"], nargs="+", default=None, help="default: both (--quick: default)"
+    )
     parser.add_argument("--modes", choices=["train_on_batch", "fit"], nargs="+", default=["train_on_batch", "fit"])
     parser.add_argument("--steps", type=int, default=60, help="paired train_on_batch calls per round (default 60)")
     parser.add_argument("--fits", type=int, default=3, help="paired fit calls per round (default 3)")
     parser.add_argument("--fit-steps", type=int, default=12, help="steps per timed fit call (default 12)")
     parser.add_argument("--batch-size", type=int, default=256, help="batch size (default 256)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds over all configurations (default 5)")
-    parser.add_argument("--quick", action="store_true", help="T = 2, 8, 16, default metrics, 3 rounds of 20 calls")
+    parser.add_argument("--quick", action="store_true", help="T = 2, 8, 16; 3 rounds of 20 calls")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.quick:
-        args.tasks, args.metrics, args.rounds, args.steps = [2, 8, 16], ["default"], 3, 20
-    if args.steps < 1 or args.fits < 1 or args.fit_steps < 3 or args.rounds < 1 or args.batch_size < 1 or min(args.tasks) < 1:
+        args.tasks, args.rounds, args.steps = [2, 8, 16], 3, 20
+    if args.metrics is None:
+        args.metrics = ["default"] if args.quick else ["default", "none"]
+    if min(args.steps, args.fits, args.rounds, args.batch_size, *args.tasks) < 1 or args.fit_steps < 3:
         parser.error("--fit-steps must be >= 3 and --steps, --rounds, --batch-size, --tasks >= 1")
     return args
 
@@ -245,7 +249,8 @@ def main(argv=None) -> int:
             ratio, plain_s = pair.ratio(mode)
             worst = max(worst, ratio)
             cells.append(f"{ratio:.3f}x ({plain_s * 1e3:.1f})")
-        print(f"| {num_tasks} | {'on' if jit else 'off'} | {'default' if metrics else 'none'} | " + " | ".join(cells) + " |")
+        row = [str(num_tasks), "on" if jit else "off", "default" if metrics else "none", *cells]
+        print("| " + " | ".join(row) + " |")
     print(f"\nworst ratio {worst:.3f} (target <= {TARGET})")
     return 0
 
