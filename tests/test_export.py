@@ -237,7 +237,7 @@ def test_failed_write_leaves_no_version_or_staging_folder(models, tmp_path, monk
     kmtl.export.for_serving(models["two"], base)
     before = _snapshot(base)
 
-    def write_then_fail(model, tasks, specs, export_dir):
+    def write_then_fail(model, tasks, specs, export_dir, *rest):
         Path(export_dir).mkdir(parents=True)
         (Path(export_dir) / "saved_model.pb").write_bytes(b"half written")
         raise RuntimeError("disk full")
@@ -254,8 +254,8 @@ def test_version_landing_during_the_export_raises_file_exists(models, tmp_path, 
     base = tmp_path / "two_inputs"
     write = kmtl.export.serving._write_saved_model
 
-    def write_while_another_export_lands(model, tasks, specs, export_dir):
-        write(model, tasks, specs, export_dir)
+    def write_while_another_export_lands(model, tasks, specs, export_dir, *rest):
+        write(model, tasks, specs, export_dir, *rest)
         (base / "1").mkdir()
         (base / "1" / "saved_model.pb").write_bytes(b"the other export")
 

@@ -102,6 +102,12 @@ class TrackedValue(keras.metrics.Metric):
     def trackers(self):
         return self._trackers.value
 
+    @property
+    def variables(self):
+        # The first value carries the trackers' one variable, so `Model.metrics_variables` (what backups save and
+        # restore, and what distribution strategies sync) holds it exactly once.
+        return [self.trackers.totals] if self.slot == 0 else []
+
     def update_state(self, *args, **kwargs):
         raise NotImplementedError(f"`{self.name}` is updated through its TaskTrackers, all tasks at once.")
 
