@@ -7,7 +7,14 @@ all alike and the ratios stay fair. Gradient-level strategies are also timed wit
 smallest T, with the vectorised `gradient_method="jacobian"`.
 
     python benchmarks/weighting_speed.py                  # the table in the closing note
+    python benchmarks/weighting_speed.py --quick          # a couple of minutes on 2 cores
     python benchmarks/weighting_speed.py --tasks 4 --rounds 3 --steps 10 --only pcgrad mgda
+
+Each cell gives ms/step, the ratio to equal weighting and the ratio to the FLOP floor: a per-task-gradient method
+needs one forward pass, T backward passes through the shared part and one through each head, (1 + 2T)/3 times an
+equal-weighting step for a trunk-dominated model (1 for loss-level strategies and for rep-grad, whose T backward
+passes stop at the representation). Last, the time to first step (build + compile + trace + one step) of a
+T = 128 stacked-heads model (`kmtl.builders.stacked_heads_model`), without metrics and with the default ones.
 
 Targets at T = 4: loss-level <= 1.05x; PCGrad, MGDA, CAGrad, IMTL-G, GradVac, UPGrad, GradNorm <= 2.0x;
 Nash-MTL <= 2.5x; with rep-grad <= 1.3x.
@@ -99,6 +106,33 @@ def run(num_tasks: int, rounds: int, steps: int, only, rep_grad_at, jacobian_for
     return medians
 
 
+def floor(label: str, num_tasks: int) -> float:
+    """The FLOP floor of a strategy's step in equal-weighting steps (see the module docstring)."""
+    name = label.split(" ")[0]
+    factory = STRATEGIES.get(name)
+    gradient = isinstance(factory, type) and issubclass(factory, GradientWeighting)
+    return (1 + 2 * num_tasks) / 3 if gradient and "rep-grad" not in label else 1.0
+
+
+def first_step_seconds(num_tasks: int, metrics: bool) -> float:
+    """Build + compile + the first `train_on_batch` (tracing included) of a stacked-heads model with binary tasks."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(BATCH, 128)).astype("float32")
+    y = {
+        f"assay_{i}": np.where(rng.uniform(size=(BATCH, 1)) < 0.9, -1, rng.integers(0, 2, (BATCH, 1))).astype("float32")
+        for i in range(num_tasks)
+    }
+    start = time.perf_counter()
+    tasks = [kmtl.Task(f"assay_{i}", "binary", metrics=None if metrics else []) for i in range(num_tasks)]
+    inputs = keras.Input((128,), name="fingerprint")
+    h = keras.layers.Dense(256, activation="relu")(inputs)
+    h = keras.layers.Dense(256, activation="relu")(h)
+    model = kmtl.builders.stacked_heads_model(inputs, h, tasks)
+    model.compile(optimizer="adam")
+    model.train_on_batch(x, y)
+    return time.perf_counter() - start
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, nargs="+", default=[2, 4, 8])
@@ -107,7 +141,14 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", default=None, help="strategy names to time (equal always is)")
     parser.add_argument("--rep-grad-at", type=int, nargs="*", default=[4], help="T values with rep-grad variants")
     parser.add_argument("--jacobian-for", nargs="*", default=["mgda", "pcgrad"], help="strategies timed with jacobian")
+    parser.add_argument("--first-step-tasks", type=int, default=128, help="T of the time-to-first-step model")
+    parser.add_argument(
+        "--quick", action="store_true", help="T = 2, 4; 2 rounds of 3 steps; no rep-grad or jacobian variants"
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.tasks, args.rounds, args.steps, args.rep_grad_at, args.jacobian_for = [2, 4], 2, 3, [], []
+    first_step_seconds(2, False)  # warm-up: TensorFlow's first graph and Keras's first model
     results = {}
     for num_tasks in args.tasks:
         print(f"T = {num_tasks} ...", flush=True)
@@ -115,16 +156,23 @@ def main(argv=None):
     labels = []
     for per_t in results.values():
         labels += [label for label in per_t if label not in labels]
-    header = "| strategy | " + " | ".join(f"T={t}" for t in args.tasks) + " |"
-    print("\nStep time / equal weighting's (median of rounds; equal's own step time in ms on the first row)\n")
+    header = "| strategy | " + " | ".join(f"T={t}: ms, x equal, x floor" for t in args.tasks) + " |"
+    print("\nStep time (median of interleaved rounds), its ratio to equal weighting's and to the FLOP floor\n")
     print(header)
     print("|" + "---|" * (len(args.tasks) + 1))
-    print("| equal (ms/step) | " + " | ".join(f"{results[t]['equal'] * 1e3:.1f}" for t in args.tasks) + " |")
     for label in labels:
-        if label == "equal":
-            continue
-        cells = [f"{results[t][label] / results[t]['equal']:.2f}x" if label in results[t] else "-" for t in args.tasks]
+        cells = []
+        for t in args.tasks:
+            if label not in results[t]:
+                cells.append("-")
+                continue
+            ratio = results[t][label] / results[t]["equal"]
+            cells.append(f"{results[t][label] * 1e3:.1f}, {ratio:.2f}x, {ratio / floor(label, t):.2f}x")
         print(f"| {label} | " + " | ".join(cells) + " |")
+    print(f"\nTime to first step (build + compile + trace + step), T = {args.first_step_tasks} stacked heads:")
+    for metrics in ([False] if args.quick else [False, True]):
+        seconds = first_step_seconds(args.first_step_tasks, metrics)
+        print(f"  {'default metrics' if metrics else 'no metrics'}: {seconds:.1f} s")
 
 
 if __name__ == "__main__":
