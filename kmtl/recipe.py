@@ -94,6 +94,10 @@ class Recipe:
             settings or compile settings (`weighting`, `learning_rate`). None: learning rate and weighting.
         models: tuple of str. The architectures `build_model(model=...)` offers; empty when there is one.
         sources: str. The data sources `load_data(source=...)` reads, for help texts.
+        baselines: callable `(settings, seed) -> str` or None. The baseline a user would pick instead of kmtl
+            (e.g. a classical model from another library), trained on the same split as the run with `settings` and
+            data seed `seed`; returns its scores as printable text, which `kmtl compare` prints beside kmtl's. It
+            raises ImportError when its optional extra is not installed (compare then prints a one-line note).
     """
 
     name: str
@@ -110,6 +114,7 @@ class Recipe:
     search_space: Mapping[str, Any] | None = None
     models: tuple = ()
     sources: str = "synthetic"
+    baselines: Callable[[Mapping[str, Any], int], str] | None = None
 
     def __post_init__(self):
         missing = [k for k in REQUIRED_DEFAULTS if k not in self.defaults]
@@ -124,6 +129,11 @@ class Recipe:
             raise ValueError(
                 f"Invalid value for `quick` of recipe {self.name!r}. Expected settings of `defaults`, "
                 f"`data_settings` or `model_settings`. Received: unknown settings {unknown}"
+            )
+        if self.baselines is not None and not callable(self.baselines):
+            raise ValueError(
+                f"Invalid value for `baselines` of recipe {self.name!r}. Expected a callable (settings, seed) -> str "
+                f"or None. Received: baselines={self.baselines!r:.200}"
             )
         if self.search_space is not None:
             unknown = sorted(set(self.search_space) - set(self.model_settings) - set(COMPILE_SETTINGS))

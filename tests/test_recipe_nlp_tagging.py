@@ -101,3 +101,100 @@ def test_crfsuite_baseline_scores():
     scores = nt.baseline_scores(num_sentences=60)
     assert set(scores) == {"pos", "chunk", "ner"}
     assert scores["pos"]["token_accuracy"] > 0.8 and 0.0 <= scores["ner"]["span_f1"] <= 1.0
+
+
+# Loads an export in a process that never imports kmtl: TensorFlow alone serves string tokens and returns tags.
+SERVING_LOADER = """
+import sys
+import numpy as np
+import tensorflow as tf
+export_dir, inputs_path, outputs_path = sys.argv[1:]
+serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+tokens = np.load(inputs_path)["tokens"].astype(object)
+outputs = {name: value.numpy() for name, value in serve(tokens=tf.constant(tokens, tf.string)).items()}
+outputs = {name: value.astype(str) if value.dtype == object else value for name, value in outputs.items()}
+np.savez(outputs_path, **outputs)
+assert not any(name == "kmtl" or name.startswith("kmtl.") for name in sys.modules)
+print("LOADED WITHOUT KMTL")
+"""
+
+
+@pytest.mark.slow  # exports an untrained tiny tagger with two CRF tasks (~15 s: the serving function traces the scans)
+def test_export_serves_string_tokens_and_returns_tags_without_kmtl(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from kmtl.layers.crf import crf_decode, crf_log_partition, crf_potentials
+
+    keras.utils.set_random_seed(0)
+    data, model = _model()
+    path = kmtl.export.for_serving(model, tmp_path / "tagger", warmup=False)  # default example: one token, padding
+    request = json.loads((path / "assets.extra" / "rest_request.json").read_text())
+    assert request["instances"][0]["tokens"][:2] == ["example", ""]
+    tokens = np.array([["the", "dog", "sees", "Paris", "."], ["Ada", "never-seen", "", "", ""]])
+    np.savez(tmp_path / "inputs.npz", tokens=tokens)
+    result = subprocess.run([sys.executable, "-c", SERVING_LOADER, str(path), str(tmp_path / "inputs.npz"),
+                             str(tmp_path / "outputs.npz")], capture_output=True, text=True, timeout=120)
+    assert "LOADED WITHOUT KMTL" in result.stdout, result.stderr[-2000:]
+
+    expected = model({"tokens": tf.constant(tokens)}, training=False)
+    with np.load(tmp_path / "outputs.npz") as served:
+        assert sorted(served.files) == sorted(
+            [f"{t}{s}" for t in ("pos", "chunk", "ner") for s in ("", "_class_id", "_class_name")]
+            + ["chunk_path_log_probability", "ner_path_log_probability"])
+        for task in model.tasks:
+            names = np.array(task.label_names)
+            potentials = crf_potentials(expected[task.name])
+            if potentials is None:  # softmax head: each token's most likely tag
+                ids = np.argmax(expected[task.name], axis=-1)
+            else:  # CRF head: the Viterbi path, and its log-probability score - log Z
+                ids, score = (np.asarray(v) for v in crf_decode(*potentials))
+                log_z = np.asarray(crf_log_partition(*potentials))
+                np.testing.assert_allclose(served[f"{task.name}_path_log_probability"], score - log_z, atol=1e-5)
+            np.testing.assert_array_equal(served[f"{task.name}_class_id"], ids)
+            np.testing.assert_array_equal(served[f"{task.name}_class_name"], names[ids])
+            np.testing.assert_allclose(served[task.name], expected[task.name], atol=1e-5)
+
+
+class _FakeComparison:
+    def table(self):
+        return "task  kmtl table"
+
+
+def test_compare_prints_the_crfsuite_baseline_beside_kmtl(monkeypatch, capsys):
+    """`kmtl compare nlp-tagging` runs the recipe's declared baseline on the same split (kmtl's models faked)."""
+    pytest.importorskip("sklearn_crfsuite", reason="the baseline needs the `baselines` extra (sklearn-crfsuite)")
+    pytest.importorskip("seqeval", reason="span scores need the `text` extra (seqeval)")
+    import kmtl.evaluation.baselines
+    from kmtl.app.cli import main
+
+    assert nt.RECIPE.baselines is nt.baseline_report
+    monkeypatch.setattr(kmtl.evaluation.baselines, "compare_single_task", lambda *a, **k: _FakeComparison())
+    assert main(["compare", "nlp-tagging", "--quick"]) == 0
+    out = capsys.readouterr().out
+    report = out[out.index("Baseline: sklearn-crfsuite"):out.index("task  kmtl table")].splitlines()
+    assert report[1].split() == ["task", "token_accuracy", "span_precision", "span_recall", "span_f1"]
+    rows = {line.split()[0]: line.split()[1:] for line in report[2:5]}
+    # The same numbers as baseline_scores on the quick run's split (source and number of sentences, data seed 0).
+    expected = nt.baseline_scores("synthetic", 0, nt.QUICK["num_sentences"])
+    assert float(rows["pos"][0]) == pytest.approx(expected["pos"]["token_accuracy"], abs=5e-5)
+    assert rows["pos"][1:] == ["-", "-", "-"]
+    assert float(rows["ner"][3]) == pytest.approx(expected["ner"]["span_f1"], abs=5e-5)
+
+
+def test_compare_notes_a_missing_baseline_extra_in_one_line(monkeypatch):
+    import sys
+
+    from kmtl.app.compare import baseline_report
+
+    monkeypatch.setitem(sys.modules, "sklearn_crfsuite", None)  # `import sklearn_crfsuite` raises ImportError
+    note = baseline_report(nt.RECIPE, nt.RECIPE.settings(quick=True))
+    assert note == "Baseline skipped (The CRF baseline needs `sklearn-crfsuite`: pip install 'kmtl[baselines]')."
+
+
+def test_recipe_baselines_must_be_callable():
+    import dataclasses
+
+    with pytest.raises(ValueError, match="Received: baselines='crfsuite'"):
+        dataclasses.replace(nt.RECIPE, baselines="crfsuite")

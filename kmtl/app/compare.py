@@ -25,7 +25,8 @@ def compare_recipe(
     Uses the recipe's settings (`defaults`, then `quick` when asked, then `epochs` and `overrides`), its
     `build_model(tasks=...)`, `compile_model` and `load_data(tasks=...)`; every model reloads the data with the same
     seed, so all see the same examples in the same order. Repeats use seeds `seed, seed + 1, ...` for the models;
-    the data seed stays `seed`.
+    the data seed stays `seed`. A recipe that declares `baselines` (a model from another library) has it trained on
+    the same split and its scores passed to `log` after kmtl's models (a one-line note when its extra is missing).
 
     Args:
         recipe: `kmtl.Recipe` or its name (see `kmtl recipes`).
@@ -68,8 +69,20 @@ def compare_recipe(
     fit_kwargs = {"epochs": settings["epochs"], "verbose": verbose, "shuffle": False}
     seeds = [seed + r for r in range(repeats)]
     splits = [loader.split(i) for i in range(3)]
-    return compare_single_task(build_fn, compile_fn, *splits, list(tasks), fit_kwargs=fit_kwargs, seeds=seeds,
-                               log=log)
+    result = compare_single_task(build_fn, compile_fn, *splits, list(tasks), fit_kwargs=fit_kwargs, seeds=seeds,
+                                 log=log)
+    if recipe.baselines is not None and log is not None:
+        log(baseline_report(recipe, settings, seed))
+    return result
+
+
+def baseline_report(recipe: Recipe, settings: dict, seed: int = 0) -> str:
+    """The recipe's declared `baselines` trained on the split of `settings` and `seed`, as text; a one-line note
+    when the baseline's optional extra is not installed."""
+    try:
+        return recipe.baselines(settings, seed)
+    except ImportError as error:
+        return f"Baseline skipped ({' '.join(str(error).split())})."
 
 
 class _Loader:

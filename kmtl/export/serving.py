@@ -15,10 +15,13 @@ import tensorflow as tf
 
 from kmtl.export.image_bytes import add_bytes_endpoint, image_bytes_input
 from kmtl.export.warmup import write_rest_request, write_warmup_requests
+from kmtl.layers.crf import crf_decode, crf_log_partition, crf_potentials
 
 SIGNATURE = "serving_default"
 # Length given to an input dimension of unknown size (a sequence's time axis) in the default example inputs.
 DEFAULT_EXAMPLE_STEPS = 8
+# The default example of a string input (tokens padded with ""): this token at the first step, padding elsewhere.
+DEFAULT_EXAMPLE_TOKEN = "example"
 
 
 def for_serving(
@@ -35,13 +38,16 @@ def for_serving(
     The SavedModel has one signature, `serving_default`, whose inputs are the model's named inputs and whose
     outputs are, per non-auxiliary task: binary → `<task>` (probability of the positive class, shape `(batch,)`);
     multiclass → `<task>` (class probabilities), `<task>_class_id` (int64) and, when the task has label names,
-    `<task>_class_name` (string); multilabel → `<task>` (probabilities); regression → `<task>` (values, `(batch,)`
+    `<task>_class_name` (string); for a CRF head (`kmtl.layers.CRF`) `<task>` holds the tag marginals, the ids
+    and names are the Viterbi path's and `<task>_path_log_probability` `(batch,)` is that path's log p(path | x);
+    multilabel → `<task>` (probabilities); regression → `<task>` (values, `(batch,)`
     for one unit). Auxiliary tasks are left out. Loading needs TensorFlow only, not kmtl.
 
     A per-step task's outputs keep their time axis after the batch axis: `(batch, steps)` for binary,
     one-unit regression, `<task>_class_id` and `<task>_class_name`; `(batch, steps, units)` otherwise. Input
     dimensions the model leaves open (a `None` time axis) stay open in the signature, so it accepts sequences of
-    any length; each request is one padded batch.
+    any length; each request is one padded batch. String inputs (tokens `(batch, steps)` padded with `""`, looked
+    up inside the model by a `StringLookup`) are served as strings, so a client needs no vocabulary file.
 
     The version is written to a temporary folder beside it and renamed into place, so a half-written version is
     never visible; an existing version is never overwritten. Beside the SavedModel, `assets.extra/` holds
@@ -54,8 +60,9 @@ def for_serving(
         version: int. Version number; defaults to one more than the highest existing version (1 at first).
         examples: optional inputs (a dict of arrays keyed by input name, or one array) for the warm-up records and
             the REST example; only the first example is used, so a list of sequences of different lengths will
-            do. Defaults to zeros of the input shapes, with `DEFAULT_EXAMPLE_STEPS` for a dimension of unknown
-            size. The example must run through the model.
+            do. Defaults to zeros of the input shapes (for a string input, `""` padding with `DEFAULT_EXAMPLE_TOKEN`
+            at the first step), with `DEFAULT_EXAMPLE_STEPS` for a dimension of unknown size. The example must run
+            through the model.
         warmup: bool. Whether to write TF-Serving warm-up records.
         image_bytes: bool or None. Whether to add a second signature, `serving_bytes`, taking encoded PNG/JPEG
             bytes `image_bytes` `(batch,)` that the SavedModel decodes, resizes and scales to [0, 1] (see
@@ -124,13 +131,23 @@ def serving_outputs(tasks, predictions: dict) -> dict:
             outputs[task.name] = tf.squeeze(value, axis=-1)  # (batch,), or (batch, steps) for a per-step task
         elif task.kind == "multiclass":
             outputs[task.name] = value
-            class_id = tf.argmax(value, axis=-1, output_type=tf.int64)
+            potentials = crf_potentials(value)
+            if potentials is None:
+                class_id = tf.argmax(value, axis=-1, output_type=tf.int64)
+            else:  # a CRF head: the best tag path, not each step's most likely tag
+                class_id, outputs[f"{task.name}_path_log_probability"] = _viterbi(potentials)
             outputs[f"{task.name}_class_id"] = class_id
             if task.label_names:
                 outputs[f"{task.name}_class_name"] = tf.gather(tf.constant(task.label_names), class_id)
         else:
             outputs[task.name] = value
     return outputs
+
+
+def _viterbi(potentials) -> tuple:
+    """A CRF head's Viterbi path `(batch, steps)` int64 and its log-probability `(batch,)`."""
+    path, score = crf_decode(*potentials)
+    return tf.cast(path, tf.int64), score - crf_log_partition(*potentials)
 
 
 def _write_saved_model(model, tasks, specs, export_dir, bytes_input=None):
@@ -182,7 +199,7 @@ def _input_specs(model) -> dict:
 
 def _example_batch(specs, examples) -> dict:
     if examples is None:
-        return {n: np.zeros(_default_shape(s.shape), s.dtype.as_numpy_dtype) for n, s in specs.items()}
+        return {n: _default_example(s) for n, s in specs.items()}
     if not isinstance(examples, dict):
         if len(specs) != 1:
             raise ValueError(f"`examples` must be a dict keyed by input names {list(specs)} for this model.")
@@ -222,6 +239,16 @@ def _first_example(value) -> tuple:
     return value[0], value.shape
 
 
+def _default_example(spec) -> np.ndarray:
+    """Zeros of the spec's shape; for strings `""` (padding) with `DEFAULT_EXAMPLE_TOKEN` at the first step."""
+    shape = _default_shape(spec.shape)
+    if spec.dtype != tf.string:
+        return np.zeros(shape, spec.dtype.as_numpy_dtype)
+    example = np.full(shape, "", dtype=object)
+    example[(slice(None), *([0] * (len(shape) - 1)))] = DEFAULT_EXAMPLE_TOKEN
+    return example
+
+
 def _default_shape(shape) -> list:
     """One example: batch 1, `DEFAULT_EXAMPLE_STEPS` for another dimension of unknown size."""
     return [1] + [DEFAULT_EXAMPLE_STEPS if d is None else d for d in list(shape)[1:]]
@@ -235,6 +262,8 @@ def _describe(model, tasks, specs) -> dict:
             names.append(f"{task.name}_class_id")
             if task.label_names:
                 names.append(f"{task.name}_class_name")
+            if getattr(task.loss, "sequence_level", False):  # a CRF head (kmtl.losses.CRFLoss)
+                names.append(f"{task.name}_path_log_probability")
         outputs[task.name] = names
     return {
         "model": model.name,

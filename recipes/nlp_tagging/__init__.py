@@ -137,6 +137,14 @@ def baseline_scores(source: str = "synthetic", seed: int = 0, num_sentences: int
     return tag_scores(gold, predicted, _data.span_tasks(source))
 
 
+def baseline_report(settings: Mapping, seed: int = 0) -> str:
+    """The sklearn-crfsuite baseline on the split of a run's `settings` (`source`, `num_sentences`) and data seed,
+    as the table `kmtl compare nlp-tagging` prints beside kmtl's scores (the recipe's declared `baselines`)."""
+    source, num_sentences = settings.get("source", "synthetic"), settings.get("num_sentences", 600)
+    return format_scores(baseline_scores(source, seed, num_sentences),
+                         f"Baseline: sklearn-crfsuite, one feature-based CRF per task (test split of {source})")
+
+
 SEARCH_SPACE = {
     "units": [64, 32, 128],
     "embedding_dim": [64, 32, 128],
@@ -159,6 +167,7 @@ RECIPE = Recipe(
     derived_settings=("tasks", "vocabulary", "levels"),
     search_space=SEARCH_SPACE,
     sources=SOURCE_HELP,
+    baselines=baseline_report,
 )
 
 __all__ = [
@@ -169,6 +178,7 @@ __all__ = [
     "QUICK",
     "RECIPE",
     "TASKS",
+    "baseline_report",
     "baseline_scores",
     "build_model",
     "compile_model",
