@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -40,12 +41,16 @@ def save_prediction_grid(model, dataset, path: str | Path, num_images: int = 8) 
     masks = [t for t in model.tasks if t.per_pixel and not t.auxiliary]
     classes = [t for t in model.tasks if not t.per_pixel]
     rows = 1 + 2 * len(masks)
-    figure = Figure(figsize=(1.8 * len(images), 1.9 * rows + 0.3 * len(classes)))
+    # Each class task's title is two short lines (prediction, truth), wrapped to the column: long lines overlapped
+    # their neighbours' in narrow columns.
+    figure = Figure(figsize=(1.8 * len(images), 1.9 * rows + 0.3 * len(classes) * 2), layout="constrained")
     axes = figure.subplots(rows, len(images), squeeze=False)
     for j in range(len(images)):
         picture = images[j] if images.shape[-1] == 3 else images[j, ..., 0]
         axes[0, j].imshow(picture, cmap="gray", vmin=0, vmax=1)
-        axes[0, j].set_title("\n".join(_class_text(t, labels, predictions, j) for t in classes), fontsize=7)
+        texts = [_class_text(t, labels, predictions, j, named=len(classes) > 1) for t in classes]
+        axes[0, j].set_title("\n".join(text for text, _ in texts), fontsize=7,
+                             color="black" if all(right is not False for _, right in texts) else "firebrick")
         for k, task in enumerate(masks):
             truth = labels[task.name][j].reshape(images.shape[1:3]).astype(float)
             truth[truth < 0] = np.nan  # unlabelled: blank
@@ -55,11 +60,11 @@ def save_prediction_grid(model, dataset, path: str | Path, num_images: int = 8) 
             if j == 0:
                 axes[1 + 2 * k, j].set_ylabel(f"true {task.name}", fontsize=8)
                 axes[2 + 2 * k, j].set_ylabel(f"predicted {task.name}", fontsize=8)
-    axes[0, 0].set_ylabel("input", fontsize=8)
+    single = f"\n(title: {classes[0].name})" if len(classes) == 1 else ""
+    axes[0, 0].set_ylabel("input" + single, fontsize=8)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=90)
@@ -72,7 +77,9 @@ def _predicted_mask(task, prediction):
     return prediction.argmax(axis=-1)
 
 
-def _class_text(task, labels, predictions, j) -> str:
+def _class_text(task, labels, predictions, j, named: bool) -> tuple[str, bool | None]:
+    """Two lines, `<predicted> <probability>` and `true <class>` (each prefixed by the task when `named`), wrapped to
+    fit a column; and whether the prediction is right (None when the truth is unknown)."""
     probs = np.asarray(predictions[task.name][j]).reshape(-1)
     names = task.label_names or [str(c) for c in range(task.output_units if task.kind != "binary" else 2)]
     if task.kind == "binary":
@@ -80,4 +87,7 @@ def _class_text(task, labels, predictions, j) -> str:
     true = labels.get(task.name)
     truth = "?" if true is None or int(np.asarray(true[j]).reshape(-1)[0]) < 0 else names[int(np.asarray(true[j]).reshape(-1)[0])]
     best = int(probs.argmax())
-    return f"{task.name}: {names[best]} {probs[best]:.2f} (true {truth})"
+    prefix = f"{task.name}: " if named else ""
+    lines = [f"{prefix}{names[best]} {probs[best]:.2f}", f"true {truth}"]
+    text = "\n".join(textwrap.fill(line, width=22) for line in lines)
+    return text, (None if truth == "?" else truth == names[best])
