@@ -63,7 +63,14 @@ class TaskTrackers(keras.metrics.Metric):
             shape=(2 * len(self.task_names) + 1,), initializer="zeros", dtype="float32", name="totals"
         )
         self.keys = [f"{t}_{kind}" for t in self.task_names for kind in ("loss", "weight")]
-        self.views = [TrackedValue(self, slot, key) for slot, key in enumerate(self.keys)]
+        # Out of Keras's tracking: a tracked list of metrics would add the first value's variable (see
+        # `TrackedValue.variables`) to this metric's own a second time.
+        self._views = Untracked([TrackedValue(self, slot, key) for slot, key in enumerate(self.keys)])
+
+    @property
+    def views(self):
+        """One `TrackedValue` per logged value, in log order."""
+        return self._views.value
 
     def update_state(self, losses, weights, batch_size):
         """Adds one batch: each task's loss and weight weighted by the batch size (as Keras's `Mean` with
