@@ -16,6 +16,8 @@ def make_model():
     x = keras.Input((3,), name="x")
     model = keras.Model(x, {"a": keras.layers.Dense(1, activation="sigmoid", name="a")(x)})
     model.compile(optimizer="adam", loss={"a": "binary_crossentropy"})
+    # One step builds the optimizer, so the file holds its state (Keras warns when loading an unbuilt one's).
+    model.train_on_batch(np.ones((2, 3), "float32"), {"a": np.array([[0.0], [1.0]], "float32")})
     return model
 
 

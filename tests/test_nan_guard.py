@@ -192,8 +192,9 @@ def test_a_task_without_labels_for_a_whole_epoch_is_named():
     y = {k: v.numpy() for k, v in y.items()}
     y["c"][:] = -1
     guard = TaskNaNGuard()
-    with pytest.warns(UserWarning, match=r"Task 'c' had no labels in the training data in epoch 0: its loss was "
-                      r"exactly 0 at every batch, as when every label is the task's missing marker \(-1\)"):
+    with pytest.warns(UserWarning, match=r"Task 'c' had no labels in validation_data in epoch 0"), \
+            pytest.warns(UserWarning, match=r"Task 'c' had no labels in the training data in epoch 0: its loss was "
+                         r"exactly 0 at every batch, as when every label is the task's missing marker \(-1\)"):
         make_model().fit(x, y, batch_size=BATCH, epochs=2, verbose=0, callbacks=[guard],
                          validation_data=(x, y))
     assert guard.unlabelled_tasks == ["c", "val_c"]  # warned once each, not every epoch

@@ -208,7 +208,7 @@ class CRF(keras.layers.Layer):
     Example:
 
     >>> crf = CRF(3)
-    >>> crf(keras.ops.zeros((2, 4, 3))).shape
+    >>> tuple(crf(keras.ops.zeros((2, 4, 3))).shape)
     (2, 4, 3)
 
     Reference:
