@@ -59,6 +59,7 @@ def variable_ids(model, *layer_names):
 # === Contract ===
 
 
+@pytest.mark.slow  # trains, exports or starts a process: several seconds on 2 cores
 def test_builds_trains_round_trips_and_exports(tmp_path):
     keras.utils.set_random_seed(0)
     x, y = make_data()

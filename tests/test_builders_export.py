@@ -5,6 +5,7 @@ import sys
 import textwrap
 
 import keras
+import pytest
 import numpy as np
 
 import kmtl
@@ -39,6 +40,7 @@ def _builders():
     }
 
 
+@pytest.mark.slow  # trains, exports or starts a process: several seconds on 2 cores
 def test_every_builder_exports_and_loads_without_kmtl(tmp_path):
     keras.utils.set_random_seed(0)
     x = np.random.default_rng(0).normal(size=(5, 6)).astype("float32")

@@ -100,6 +100,7 @@ def _data(n, seed):
     return x, y
 
 
+@pytest.mark.slow  # trains, exports or starts a process: several seconds on 2 cores
 def test_compare_trains_t_plus_one_models_with_the_same_budget():
     train, test = _data(24, 0), _data(12, 1)
     val = tf.data.Dataset.from_tensor_slices(_data(8, 2)).batch(8)

@@ -72,6 +72,7 @@ def assert_trained_on_first_batches(model, x, y, batches):
 
 @pytest.mark.parametrize("jit_compile", [False, True])
 @pytest.mark.parametrize("task, value, match", BAD_LABELS)
+@pytest.mark.slow  # trains, exports or starts a process: several seconds on 2 cores
 def test_a_bad_label_in_the_last_batch_is_refused_before_that_batch_trains(jit_compile, task, value, match):
     # Before: a binary 5 trained silently; a class id 7 gave "InvalidArgumentError: Graph execution error" without
     # the task's name (jit off) or a NaN loss (jit on); only the first batch was checked.
@@ -125,6 +126,7 @@ def test_evaluate_checks_every_batch():
         make_model().evaluate(dataset(x, y), verbose=0)
 
 
+@pytest.mark.slow  # trains, exports or starts a process: several seconds on 2 cores
 def test_the_gradient_level_train_step_is_covered():
     x, y = with_bad_label("hair", 7)
     with pytest.raises(ValueError, match=r"batch 3 of the training data: Task 'hair'"):

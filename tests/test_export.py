@@ -306,6 +306,7 @@ def _expected_outputs(model, inputs):
     return expected
 
 
+@pytest.mark.slow  # trains, exports or starts a process: several seconds on 2 cores
 def test_export_matches_keras_predict_without_kmtl(exports, models):
     returncode, stdout, stderr = exports["background"]["loader"].result()
     assert returncode == 0, stderr[-3000:]

@@ -170,6 +170,7 @@ BUILDERS = {
 
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
+@pytest.mark.slow  # trains, exports or starts a process: several seconds on 2 cores
 def test_builder_fit_round_trip_and_export(name, tmp_path):
     model = BUILDERS[name]()
     assert isinstance(model, kmtl.MultiTaskModel)

@@ -75,6 +75,7 @@ def test_every_recipe_is_a_declared_recipe():
 
 
 @pytest.mark.parametrize("imports", ["import keras, kmtl", "import kmtl, keras", "import kmtl; import tensorflow as tf"])
+@pytest.mark.slow  # trains, exports or starts a process: several seconds on 2 cores
 def test_saved_models_load_after_a_plain_import_kmtl(tmp_path, imports):
     """Every kmtl object in a .keras file must be registered by `import kmtl` alone (fresh process)."""
     import keras

@@ -51,6 +51,7 @@ def test_regression_heads_work_in_standardised_units():
     assert np.isclose(float(loss), 1.0)
 
 
+@pytest.mark.slow  # trains, exports or starts a process: several seconds on 2 cores
 def test_train_save_load_and_export(data, tmp_path):
     keras.utils.set_random_seed(0)
     train, val, test = data

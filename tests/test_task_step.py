@@ -100,6 +100,7 @@ def test_invalid_gradient_method():
 # === Gradients of the shared representation ===
 
 
+@pytest.mark.slow  # trains, exports or starts a process: several seconds on 2 cores
 def test_rep_grad_with_plain_sum_equals_parameter_gradients():
     x, y = make_data()
     rep = weights_after_step(compiled(PlainSum(rep_grad=True)), x, y)

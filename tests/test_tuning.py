@@ -256,6 +256,7 @@ def test_hypermodel_fit_puts_the_score_in_history_before_other_callbacks(data):
 
 # keras-tuner reloads only the weights into a fresh model, whose optimizer has no variables yet: Keras says so.
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
+@pytest.mark.slow  # trains, exports or starts a process: several seconds on 2 cores
 def test_tiny_search_records_the_hand_computed_score(data, tmp_path):
     x, y = data
     objective = MultiTaskObjective({"a": "accuracy", "b": "mae"}, weights={"a": 3.0, "b": 1.0}, scales={"b": 2.0})
@@ -280,6 +281,7 @@ def test_tiny_search_records_the_hand_computed_score(data, tmp_path):
     assert again == pytest.approx(best.score, abs=1e-5)
 
 
+@pytest.mark.slow  # trains, exports or starts a process: several seconds on 2 cores
 def test_objective_scores_a_plain_build_function_without_the_callback(data, tmp_path):
     x, y = data
     hypermodel = BuilderHyperModel("hard_sharing", inputs=4, tasks=TASKS, search_space=TINY_HARD,
@@ -366,6 +368,7 @@ def make_generic_recipe(calls):
     )
 
 
+@pytest.mark.slow  # trains, exports or starts a process: several seconds on 2 cores
 def test_tune_recipe_passes_declared_settings_and_data_derived_model_settings(tmp_path, monkeypatch):
     from kmtl.app.tune import tune_recipe
 
@@ -426,6 +429,7 @@ def tiny_facial_recipe(monkeypatch):
     return recipe
 
 
+@pytest.mark.slow  # trains, exports or starts a process: several seconds on 2 cores
 def test_cli_tune_quick_prints_best_and_never_clobbers(tiny_facial_recipe, tmp_path, capsys):
     argv = ["tune", "facial-attributes", "--quick", "--max-trials", "1", "--directory", str(tmp_path),
             "--verbose", "0"]
