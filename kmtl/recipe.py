@@ -98,6 +98,9 @@ class Recipe:
             (e.g. a classical model from another library), trained on the same split as the run with `settings` and
             data seed `seed`; returns its scores as printable text, which `kmtl compare` prints beside kmtl's. It
             raises ImportError when its optional extra is not installed (compare then prints a one-line note).
+        plots: callable `(model, dataset, directory) -> path` or None. A picture of what the trained model does
+            (e.g. predicted masks); `kmtl train` draws it for the test data into the exported version's
+            `assets.extra/` (TF Serving's folder for extra files, which it does not serve) and prints its path.
     """
 
     name: str
@@ -115,6 +118,7 @@ class Recipe:
     models: tuple = ()
     sources: str = "synthetic"
     baselines: Callable[[Mapping[str, Any], int], str] | None = None
+    plots: Callable[[Any, Any, Any], Any] | None = None
 
     def __post_init__(self):
         missing = [k for k in REQUIRED_DEFAULTS if k not in self.defaults]

@@ -88,6 +88,8 @@ def test_quick_run_trains_saves_plots_and_exports_both_signatures(tmp_path):
     assert "lesion" in table and "dice" in table and "iou" in table and "auroc" in table
     assert np.isfinite(run.history.history["lesion_loss"][0]) and "reconstruction_loss" in run.history.history
     assert run.export_path == tmp_path / "out" / "segmentation_classification_quick" / "1"
+    grid = run.export_path / "assets.extra" / "predictions.png"  # drawn by `kmtl train`, its path printed
+    assert f"Predictions grid: {grid}" in lines and grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     model = run.model
     data = sc.load_data(num_train=8, num_val=8, num_test=8, image_size=16, batch_size=8)
     path = sc.save_plots(model, data.test, tmp_path / "plots", num_images=4)

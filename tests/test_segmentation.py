@@ -174,6 +174,17 @@ def test_multiclass_dice_and_mean_iou_by_hand():
     np.testing.assert_allclose(float(iou.result()), (1 + 1 / 2 + 0) / 3, rtol=1e-6)
 
 
+def test_binary_dice_score_counts_both_classes_by_hand():
+    # Weighted pixels (0 = unlabelled): truth 1 1 0 0 1, guess 1 0 1 0 1, weights 1 2 1 1 0.
+    metric = DiceScore(target_class_ids=[0, 1])
+    metric.update_state([1, 1, 0, 0, 1], [0.9, 0.1, 0.6, 0.2, 0.8], sample_weight=[1, 2, 1, 1, 0])
+    # Foreground: TP 1, FP 1, FN 2; background: TP 1, FP 2, FN 1.
+    np.testing.assert_allclose(metric.true_positives.numpy(), [1, 1])
+    np.testing.assert_allclose(metric.false_positives.numpy(), [2, 1])
+    np.testing.assert_allclose(metric.false_negatives.numpy(), [1, 2])
+    np.testing.assert_allclose(float(metric.result()), (2 / 5 + 2 / 5) / 2, rtol=1e-6)
+
+
 def test_dice_score_config_and_errors():
     metric = DiceScore(num_classes=4, target_class_ids=[1, 3], name="d")
     assert DiceScore.from_config(metric.get_config()).target_class_ids == [1, 3]
@@ -216,6 +227,7 @@ def test_unet_builder_outputs_and_autoencoder_decoder():
         ({"widths": (2, 4, 8, 16)}, "divisible by 8. Received: image shape \\(None, 12, 12, 1\\)"),
         ({"autoencoder_tasks": ["kind"]}, "Expected names of per-pixel tasks \\['seg'\\]. Received: \\['kind'\\]"),
         ({"widths": ()}, "widths"),
+        ({"batch_norm_momentum": 1.0}, "Expected a float in \\(0, 1\\). Received: batch_norm_momentum=1.0"),
     ],
 )
 def test_unet_builder_refuses_bad_arguments(kwargs, match):

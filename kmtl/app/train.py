@@ -142,7 +142,19 @@ def train_recipe(
     if folder is not None:
         export_path = for_serving(model, folder)
         log(f"\nExported for TF Serving: {export_path}")
+        if recipe.plots is not None:
+            _save_plots(recipe, model, data.test, export_path / "assets.extra", log)
     elif quick:
         log("\nQuick run: not exported (pass --export-dir to export it to <dir>/"
             f"{recipe.module_name}{QUICK_SUFFIX}/, away from the served models).")
     return RecipeRun(model, history, report, export_path)
+
+
+def _save_plots(recipe, model, dataset, directory, log) -> None:
+    """Draws the recipe's picture of the trained model next to its export; without matplotlib, says how to get it."""
+    try:
+        path = recipe.plots(model, dataset, directory)
+    except ImportError as error:
+        log(f"Predictions grid not drawn: {error}")
+        return
+    log(f"Predictions grid: {path}")

@@ -47,8 +47,9 @@ def masked_dice(y_true, y_pred, weights, rows, smooth: float = 1.0):
     else:
         y_true = ops.one_hot(ops.reshape(ops.cast(y_true, "int32"), (rows, -1)), channels, dtype="float32")
     weights = ops.reshape(ops.cast(ops.convert_to_tensor(weights), "float32"), (rows, -1, 1))
-    overlap = ops.sum(weights * y_true * y_pred, axis=1)
-    size = ops.sum(weights * y_true, axis=1) + ops.sum(weights * y_pred, axis=1)
+    weighted_pred = weights * y_pred  # (two products per pixel, not four)
+    overlap = ops.sum(weighted_pred * y_true, axis=1)
+    size = ops.sum(weights * y_true, axis=1) + ops.sum(weighted_pred, axis=1)
     dice = (2.0 * overlap + smooth) / ops.maximum(size + smooth, keras.config.epsilon())
     labelled = ops.cast(ops.sum(ops.reshape(weights, (rows, -1)), axis=1) > 0, "float32")
     return 1.0 - ops.mean(dice, axis=-1), labelled

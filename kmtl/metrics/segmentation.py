@@ -68,17 +68,34 @@ class DiceScore(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_pred = ops.convert_to_tensor(y_pred)
         if self.num_classes is None:
-            truth = ops.cast(ops.cast(ops.reshape(y_true, (-1,)), "float32") >= 0.5, "int32")
-            guess = ops.cast(ops.reshape(y_pred, (-1,)) >= self.threshold, "int32")
-        else:
-            truth = ops.cast(ops.reshape(y_true, (-1,)), "int32")
-            guess = ops.cast(ops.argmax(ops.reshape(y_pred, (-1, self.num_classes)), axis=-1), "int32")
+            self._update_binary(y_true, y_pred, sample_weight)
+            return
+        truth = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        guess = ops.cast(ops.argmax(ops.reshape(y_pred, (-1, self.num_classes)), axis=-1), "int32")
         truth = ops.one_hot(truth, self._width, dtype="float32")
         guess = ops.one_hot(guess, self._width, dtype="float32")
         weight = 1.0 if sample_weight is None else ops.reshape(ops.cast(sample_weight, "float32"), (-1, 1))
         self.true_positives.assign_add(ops.sum(weight * truth * guess, axis=0))
         self.false_positives.assign_add(ops.sum(weight * (1.0 - truth) * guess, axis=0))
         self.false_negatives.assign_add(ops.sum(weight * truth * (1.0 - guess), axis=0))
+
+    def _update_binary(self, y_true, y_pred, sample_weight):
+        # Four sums over the pixels give both classes' counts (no one-hot (N, 2) tensors): with t, g the
+        # thresholded truth and guess and w the weights, TP1 = Σwtg, FP1 = Σwg - TP1, FN1 = Σwt - TP1 and, for the
+        # background, TP0 = Σw - Σwt - Σwg + TP1, FP0 = FN1, FN0 = FP1.
+        truth = ops.cast(ops.cast(ops.reshape(y_true, (-1,)), "float32") >= 0.5, "float32")
+        guess = ops.cast(ops.reshape(y_pred, (-1,)) >= self.threshold, "float32")
+        if sample_weight is None:
+            weighted_truth, weighted_guess, total = truth, guess, ops.cast(ops.shape(truth)[0], "float32")
+        else:
+            weight = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+            weighted_truth, weighted_guess, total = weight * truth, weight * guess, ops.sum(weight)
+        tp = ops.sum(weighted_truth * guess)
+        labelled, predicted = ops.sum(weighted_truth), ops.sum(weighted_guess)
+        fp, fn = predicted - tp, labelled - tp
+        self.true_positives.assign_add(ops.stack([total - labelled - predicted + tp, tp]))
+        self.false_positives.assign_add(ops.stack([fn, fp]))
+        self.false_negatives.assign_add(ops.stack([fp, fn]))
 
     def result(self):
         ids = self.target_class_ids

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+import weakref
 
 import keras
 import numpy as np
@@ -199,14 +200,28 @@ class _WeightsCheck:
     def _variables(self):
         variables = [v for v in self.model.weights if keras.backend.is_float_dtype(v.dtype)]
         if self._fn is None and variables:
-            import tensorflow as tf
-
-            @tf.function
-            def all_finite():
-                return tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
-
-            self._fn = all_finite
+            # One compiled check per model and set of weights, kept across `fit` calls: `fit` adds a new guard each
+            # time, and tracing the check anew (~0.1 s, and TensorFlow's retracing warning) cost every short fit.
+            key = tuple(id(v) for v in variables)
+            cached = _COMPILED_CHECKS.get(self.model)
+            if cached is None or cached[0] != key:
+                cached = (key, _all_finite_fn(variables))
+                _COMPILED_CHECKS[self.model] = cached
+            self._fn = cached[1]
         return variables
+
+
+_COMPILED_CHECKS = weakref.WeakKeyDictionary()  # model -> (ids of its float weights, compiled all-finite test)
+
+
+def _all_finite_fn(variables):
+    import tensorflow as tf
+
+    @tf.function
+    def all_finite():
+        return tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
+
+    return all_finite
 
 
 def _owners(model):

@@ -129,6 +129,7 @@ RECIPE = Recipe(
     derived_settings=("tasks", "image_size", "channels"),
     search_space=SEARCH_SPACE,
     sources="synthetic (default), folder:PATH, fashion-mnist",
+    plots=save_plots,
 )
 
 __all__ = [
