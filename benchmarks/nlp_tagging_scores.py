@@ -118,13 +118,15 @@ def _write(path, record):
 def summary(records) -> str:
     """Markdown tables: per part, task x configuration, mean ± std over seeds (n seeds in brackets)."""
     lines = []
-    for part in sorted({r["part"] for r in records}):
-        rows = [r for r in records if r["part"] == part]
+    # One table per corpus and training budget; the (untimed, deterministic) baseline joins each of its corpus.
+    groups = sorted({(r["part"], r["settings"]["epochs"]) for r in records if "settings" in r})
+    for part, epochs in groups:
+        rows = [r for r in records if r["part"] == part and r.get("settings", {"epochs": epochs})["epochs"] == epochs]
         configs = list(dict.fromkeys(r["config"] for r in rows))
         # One model per task: its column gathers the single models.
         columns = list(dict.fromkeys("one model per task" if c.startswith("single:") else c for c in configs))
         tasks = list(dict.fromkeys(t for r in rows for t in r["scores"]))
-        lines += [f"\n### {part}", "", "| task | metric | " + " | ".join(columns) + " |",
+        lines += [f"\n### {part}, {epochs} epochs", "", "| task | metric | " + " | ".join(columns) + " |",
                   "| --- | --- |" + " --- |" * len(columns)]
         for task in tasks:
             metrics = ["token_accuracy"] + (["span_f1"] if any("span_f1" in r["scores"].get(task, {}) for r in rows)
@@ -142,8 +144,8 @@ def summary(records) -> str:
             if "tokens_per_second" in r:
                 speeds.setdefault(r["config"], []).append(r["tokens_per_second"])
         if speeds:
-            lines += ["", "| model | training tokens/s |", "| --- | --- |"]
-            lines += [f"| {c} | {_cell(v, '.0f')} |" for c, v in speeds.items()]
+            lines += ["", "| model | training tokens/s | fastest seed |", "| --- | --- | --- |"]
+            lines += [f"| {c} | {_cell(v, '.0f')} | {max(v):.0f} |" for c, v in speeds.items()]
     return "\n".join(lines)
 
 
