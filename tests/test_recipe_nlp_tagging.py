@@ -120,7 +120,7 @@ print("LOADED WITHOUT KMTL")
 
 
 @pytest.mark.slow  # exports an untrained tiny tagger, pos (softmax) below ner (CRF), and loads it in a fresh
-# process (~15 s on 2 cores: tracing the serving function's scans ~6 s, TensorFlow's import and the load ~8 s)
+# process (8.4 s measured on 2 quiet cores; about a minute when other jobs load them: TensorFlow's import)
 def test_export_serves_string_tokens_and_returns_tags_without_kmtl(tmp_path):
     import json
     import subprocess
