@@ -253,6 +253,8 @@ def test_process_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path)
             if process.poll() is None:
                 process.kill()
                 process.wait(timeout=30)
+            if process.stdout is not None:
+                process.stdout.close()  # the killed worker's pipe was never read to its end
     assert "restored {'epoch': 1, 'batch': 2, 'step': 8}" in output, output[-3000:]
     reference, result = np.load(tmp_path / "reference.npz"), np.load(tmp_path / "resumed.npz")
     assert sorted(reference.files) == sorted(result.files) and len(reference.files) > 10
