@@ -116,7 +116,7 @@ class TrackedValue(keras.metrics.Metric):
         return [self.trackers.totals] if self.slot == 0 else []
 
     def update_state(self, *args, **kwargs):
-        raise NotImplementedError(f"`{self.name}` is updated through its TaskTrackers, all tasks at once.")
+        raise RuntimeError(f"`{self.name}` is updated through its TaskTrackers, all tasks at once.")
 
     def reset_state(self):
         if self.slot == 0:
