@@ -5,6 +5,8 @@ import numbers
 import keras
 from keras import ops
 
+from kmtl.layers._ops import softmax
+
 from kmtl.layers.stacked_heads import stacked_initializer, stacked_matmul
 
 
@@ -172,7 +174,7 @@ class ExpertGate(keras.layers.Layer):
         logits = ops.matmul(ops.cast(inputs, self.compute_dtype), self.kernel)
         if self.bias is not None:
             logits = logits + self.bias
-        return ops.softmax(logits, axis=-1)
+        return softmax(logits, axis=-1)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.num_experts,)

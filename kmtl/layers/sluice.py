@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from kmtl._checks import is_number
+from kmtl.layers._ops import softmax
 from kmtl.layers._shapes import shape_list
 
 
@@ -208,7 +209,7 @@ class LayerMixture(keras.layers.Layer):
 
     def mixture_weights(self):
         """The mixture weights `softmax(beta)`, a tensor of shape `(L,)`."""
-        return ops.softmax(ops.convert_to_tensor(self.beta))
+        return softmax(ops.convert_to_tensor(self.beta))
 
     def call(self, inputs):
         if not isinstance(inputs, (list, tuple)) or len(inputs) != self.num_layers:
@@ -217,7 +218,7 @@ class LayerMixture(keras.layers.Layer):
                 f"tensors. Received: inputs={inputs!r}"
             )
         stacked = ops.stack([ops.cast(x, self.compute_dtype) for x in inputs], axis=-1)
-        weights = ops.softmax(ops.cast(self.beta, self.compute_dtype))
+        weights = softmax(ops.cast(self.beta, self.compute_dtype))
         return ops.matmul(stacked, weights)
 
     def compute_output_shape(self, input_shape):
