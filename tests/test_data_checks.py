@@ -148,6 +148,7 @@ def test_per_step_labels_are_checked_in_every_batch():
         model.fit(tf.data.Dataset.from_tensor_slices((x, {"tags": labels})).batch(4), epochs=1, verbose=0)
 
 
+@pytest.mark.slow  # a MirroredStrategy fit with the per-batch checks: ~20 s on 2 cores
 def test_checks_work_under_mirrored_strategy(mirrored_strategy):
     x, y = with_bad_label("hair", 7)
     with mirrored_strategy.scope():
