@@ -65,6 +65,7 @@ STRATEGIES = {
 }
 
 
+@pytest.mark.slow  # trains and restores or runs two replicas: several seconds on 2 cores
 @pytest.mark.parametrize(
     "name",
     # One loss-level and one gradient-level strategy by default; each case is two fits, about 5-15 s on 2 shared cores.

@@ -122,6 +122,7 @@ def test_keras_backup_and_restore_trains_the_interrupted_epoch_again(tmp_path):
 # === kmtl's BackupAndResume ===
 
 
+@pytest.mark.slow  # trains and restores or runs two replicas: several seconds on 2 cores
 @pytest.mark.parametrize(
     "fit, weighting, interrupt, save_freq, restored",
     [

@@ -63,6 +63,7 @@ def test_one_epoch_decreases_the_loss():
     assert after < before
 
 
+@pytest.mark.slow  # trains and restores or runs two replicas: several seconds on 2 cores
 @pytest.mark.parametrize("penalty", ["l2", "trace_norm"])
 def test_keras_round_trip_restores_predictions_and_penalties(penalty, tmp_path):
     model = make_model(penalty=penalty, strength=0.1, dropout=0.1)

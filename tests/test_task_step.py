@@ -162,6 +162,7 @@ def test_rep_grad_needs_a_representation_used_once():
 # === tf.distribute: reduce, then aggregate ===
 
 
+@pytest.mark.slow  # trains and restores or runs two replicas: several seconds on 2 cores
 @pytest.mark.parametrize(
     "strategy_factory",
     [
