@@ -35,8 +35,8 @@ _LAZY = {
     **{
         name: (f"kmtl.{name}", None)
         for name in (
-            "backbones", "builders", "data", "evaluation", "export", "heads", "layers", "losses", "metrics",
-            "preprocessing", "regularizers", "training", "tuning", "weighting",
+            "backbones", "builders", "data", "evaluation", "export", "grouping", "heads", "layers", "losses",
+            "metrics", "preprocessing", "regularizers", "training", "tuning", "weighting",
         )
     },
 }
