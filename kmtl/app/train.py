@@ -135,7 +135,8 @@ def train_recipe(
     # The recipe's datasets shuffle themselves; shuffle=False keeps Keras from warning that it cannot.
     history = model.fit(data.train, validation_data=data.val, epochs=settings["epochs"], verbose=verbose,
                         shuffle=False)
-    report = evaluate(model, data.test)
+    # Beside the trivial and classical predictors fitted on the same training split.
+    report = evaluate(model, data.test, train_data=data.train)
     log(f"\nTest metrics per task ({recipe.name}, weighting={settings['weighting']}):")
     log(report.table())
     export_path = None

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from kmtl.evaluation.inputs import check_evaluate_arguments
+from kmtl.evaluation.references import reference_lines
 from kmtl.evaluation.scores import (
     CLASSIFICATION_KINDS,
     ConfusionMatrix,
@@ -41,6 +42,9 @@ class EvaluationReport:
         confusion: dict `{task_name: ConfusionMatrix}` of classification tasks.
         too_few: dict `{task_name: reason}` of tasks with too few labelled examples to score (see `MIN_EXAMPLES`):
             the table shows "n/a" for their scores; `to_dict` and item access keep the values.
+        references: dict `{task_name: {"metric", "lower_is_better", "trivial", "classical"}}` from
+            `kmtl.evaluation.reference_scores`, or None: the table then adds each task's primary metric beside its
+            trivial and classical predictors' and marks the tasks not clearly better than the trivial one.
 
     Example:
 
@@ -56,12 +60,14 @@ class EvaluationReport:
         kinds: dict | None = None,
         confusion: dict | None = None,
         too_few: dict | None = None,
+        references: dict | None = None,
     ):
         self.task_metrics = task_metrics
         self.overall = overall
         self.kinds = kinds or {}
         self.confusion = confusion or {}
         self.too_few = too_few or {}
+        self.references = references
 
     def __getitem__(self, task: str) -> dict:
         return self.task_metrics[task]
@@ -159,6 +165,12 @@ class EvaluationReport:
             lines.append(WEIGHT_NOTE)
         if isinstance(self.overall.get("loss"), float) and self.overall["loss"] < 0:
             lines.append(NEGATIVE_LOSS_NOTE)
+        if self.references:
+            rows = {
+                task: {**row, "model": float(self.task_metrics[task].get(row["metric"], float("nan")))}
+                for task, row in self.references.items()
+            }
+            lines += [""] + reference_lines(rows, digits)
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -176,6 +188,8 @@ def evaluate(
     batch_size: int | None = None,
     verbose: int = 0,
     threshold: float = 0.5,
+    train_data: Any = None,
+    classical: bool = True,
 ) -> EvaluationReport:
     """Evaluates a `MultiTaskModel`: each task's metrics over its present labels, computed with scikit-learn.
 
@@ -205,9 +219,15 @@ def evaluate(
         batch_size: int. Batch size for array data.
         verbose: int. Keras verbosity.
         threshold: float. Probability at or above which binary and multilabel entries count as positive.
+        train_data: the training split (a dataset of `(inputs, {task: labels})` batches or a tuple `(x, y)`), or
+            None. When given, each task's trivial predictor (and, with `classical`, a logistic or ridge regression)
+            is fitted on it and scored on `data` (`kmtl.evaluation.reference_scores`); the table shows them beside
+            the model's primary metric and marks tasks the model does not clearly beat the trivial predictor on.
+        classical: bool. With `train_data`, also fit the classical model (a few seconds per task at most).
 
     Returns:
-        `EvaluationReport` with each task's metrics and confusion matrices of classification tasks.
+        `EvaluationReport` with each task's metrics, confusion matrices of classification tasks and, with
+        `train_data`, `references`.
 
     Example:
 
@@ -251,7 +271,13 @@ def evaluate(
     accuracies = [a for a in accuracies if np.isfinite(a)]
     if accuracies:
         overall["geometric_mean_accuracy"] = geometric_mean(accuracies)
-    return EvaluationReport(task_metrics, overall, from_keras.kinds, confusion, too_few)
+    references = None
+    if train_data is not None:
+        from kmtl.evaluation.reference_scores import reference_scores
+
+        test = data if y is None else (data, y)
+        references = reference_scores(model.tasks, train_data, test, classical=classical)
+    return EvaluationReport(task_metrics, overall, from_keras.kinds, confusion, too_few, references)
 
 
 def _too_few(matrix) -> str | None:

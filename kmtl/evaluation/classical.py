@@ -1,0 +1,207 @@
+"""Classical models a user would try first: scikit-learn logistic or ridge regression on simple numeric features.
+
+Features, standardised (`StandardScaler`), from the numeric inputs (string inputs such as tokens are left out; a
+task whose inputs are all strings is skipped with that reason):
+
+- per-example tasks: an input of at most `MAX_FEATURES` values per example is flattened; an image `(H, W, C)` is
+  pooled to a coarse grid of block means (at most `MAX_FEATURES` values); a sequence `(T, F)` is averaged over its
+  steps (steps whose inputs are all zero, i.e. padding, left out);
+- per-step tasks: each labelled step is a row, with the features of the inputs at that step;
+- per-pixel tasks: each labelled pixel is a row, with the input's channels at that pixel.
+
+Binary, multiclass and multilabel tasks (one model per label) get `LogisticRegression`, regression tasks `Ridge`.
+Fitted on at most `MAX_EXAMPLES` training examples (or `MAX_ROWS` steps or pixels), drawn at random with the seed,
+so each task takes a few seconds at most. Missing labels are left out when fitting and scoring.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+
+from kmtl.evaluation.arrays import collect_examples
+from kmtl.evaluation.references import MAX_FIT_EXAMPLES, ReferenceScore, score_predictions
+from kmtl.evaluation.scores import present_entries
+from kmtl.tasks import Task, validate_task_list
+
+MAX_FEATURES = 512
+MAX_EXAMPLES = 2_000
+MAX_ROWS = 20_000
+
+
+def classical_scores(tasks: Sequence[Task], train: Any, test: Any, *, seed: int = 0) -> dict[str, ReferenceScore]:
+    """Fits each task's classical model on `train` and scores it on `test` (see the module docstring).
+
+    Args:
+        tasks: list of `kmtl.Task`.
+        train: a `tf.data.Dataset` of `(inputs, {task: labels})` batches or a tuple `(x, y_dict)`.
+        test: test data in the same forms; read whole.
+        seed: int. Seed of the subsample.
+
+    Returns:
+        dict `{task: ReferenceScore}` named `"logistic"` or `"ridge"` (scores empty and `detail` saying why when
+        skipped).
+
+    Example:
+
+    >>> x = np.linspace(-1, 1, 40)[:, None]
+    >>> y = {"a": (x[:, 0] > 0).astype(int)}
+    >>> classical_scores([Task("a", "binary")], (x, y), (x, y))["a"].scores["auroc"]
+    1.0
+    """
+    tasks = validate_task_list(tasks)
+    train_x, train_y = collect_examples(train, tasks, limit=MAX_FIT_EXAMPLES)
+    test_x, test_y = collect_examples(test, tasks)
+    strings = sorted(k for k, v in train_x.items() if v.dtype.kind not in "biuf")
+    train_x = {k: v for k, v in train_x.items() if k not in strings}
+    test_x = {k: test_x[k] for k in train_x}
+    out = {}
+    for task in tasks:
+        name = "ridge" if task.kind == "regression" else "logistic"
+        if not train_x:
+            out[task.name] = ReferenceScore(name, {}, f"skipped: no numeric input ({', '.join(strings)} hold strings)")
+            continue
+        try:
+            rows_train, rows_test, described = _features(task, train_x, test_x, train_y[task.name])
+        except _Skip as skip:
+            out[task.name] = ReferenceScore(name, {}, f"skipped: {skip}")
+            continue
+        rng = np.random.default_rng(seed)
+        predictions, fitted_on = _fit_predict(task, rows_train, train_y[task.name], rows_test, rng)
+        left_out = f"; string inputs {', '.join(strings)} left out" if strings else ""
+        out[task.name] = ReferenceScore(
+            name, score_predictions(task, test_y[task.name], predictions), f"{described}, {fitted_on}{left_out}"
+        )
+    return out
+
+
+class _Skip(Exception):
+    """A task the classical model cannot be fitted for, with the reason."""
+
+
+# --- Features ----------------------------------------------------------------------------------------------------
+
+
+def _features(task, train_x, test_x, labels):
+    """`(train rows, test rows, description)`: one row per example, or per step or pixel of per-step/pixel tasks."""
+    if task.per_step or task.per_pixel:
+        axes = 1 if task.per_step else 2
+        what = "step" if task.per_step else "pixel"
+        grid = np.asarray(labels).shape[1 : 1 + axes]
+        chosen = [k for k, v in train_x.items() if v.ndim > axes and v.shape[1 : 1 + axes] == grid]
+        if not chosen:
+            raise _Skip(f"no input has the labels' {what} axes {grid}")
+
+        def rows(inputs, n_axes=axes):
+            parts = [inputs[k].reshape(inputs[k].shape[: 1 + n_axes] + (-1,)) for k in chosen]
+            stacked = np.concatenate([p.astype(np.float64) for p in parts], axis=-1)
+            return stacked.reshape(-1, stacked.shape[-1])
+
+        return rows(train_x), rows(test_x), f"the inputs {', '.join(chosen)} at each {what}"
+    train_parts, test_parts, described = [], [], []
+    for key in train_x:
+        train, test, text = _pooled(train_x[key], test_x[key])
+        train_parts.append(train)
+        test_parts.append(test)
+        described.append(f"{key} {text}")
+    return np.concatenate(train_parts, axis=1), np.concatenate(test_parts, axis=1), ", ".join(described)
+
+
+def _pooled(train: np.ndarray, test: np.ndarray):
+    """One input's per-example features for the training and test examples, and how they were made."""
+    size = int(np.prod(train.shape[1:]))
+    if train.ndim == 4 and size > MAX_FEATURES:  # an image: block means over a coarse grid
+        grid = max(1, min(train.shape[1], train.shape[2], int(np.sqrt(MAX_FEATURES / train.shape[3]))))
+        return _grid_means(train, grid), _grid_means(test, grid), f"{grid}x{grid} block means"
+    if train.ndim == 3:  # a sequence: the mean over its real steps
+        return _step_means(train), _step_means(test), "mean over steps"
+    if size <= MAX_FEATURES and train.shape[1:] == test.shape[1:]:
+        flat = (train.reshape(len(train), -1), test.reshape(len(test), -1))
+        return flat[0].astype(np.float64), flat[1].astype(np.float64), "flattened"
+    axes = tuple(range(1, train.ndim - 1)) or (1,)
+    return (train.mean(axis=axes).reshape(len(train), -1).astype(np.float64),
+            test.mean(axis=axes).reshape(len(test), -1).astype(np.float64), "mean over positions")
+
+
+def _grid_means(images: np.ndarray, grid: int) -> np.ndarray:
+    images = images.astype(np.float64)
+    for axis in (1, 2):
+        edges = np.linspace(0, images.shape[axis], grid + 1).astype(int)[:-1]
+        counts = np.diff(np.append(edges, images.shape[axis]))
+        shape = [1] * images.ndim
+        shape[axis] = grid
+        images = np.add.reduceat(images, edges, axis=axis) / counts.reshape(shape)
+    return images.reshape(len(images), -1)
+
+
+def _step_means(sequences: np.ndarray) -> np.ndarray:
+    values = sequences.astype(np.float64)
+    real = np.any(values != 0, axis=2, keepdims=True)
+    return (values * real).sum(axis=1) / np.maximum(real.sum(axis=1), 1)
+
+
+# --- Models ------------------------------------------------------------------------------------------------------
+
+
+def _fit_predict(task, train_rows, labels, test_rows, rng):
+    """Predictions `(test rows, output_units)` of the task's model and a phrase on what it was fitted on."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    entries = np.asarray(labels).reshape(len(train_rows), task.label_width)
+    present = present_entries(task, entries)
+    train_rows, test_rows = np.nan_to_num(train_rows), np.nan_to_num(test_rows)
+    limit = MAX_ROWS if task.per_step or task.per_pixel else MAX_EXAMPLES
+    unit = "steps" if task.per_step else "pixels" if task.per_pixel else "examples"
+    counts = []
+    predictions = np.zeros((len(test_rows), task.output_units))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # a capped iteration count is part of "cheap"
+        columns = range(task.label_width) if task.kind in ("multilabel",) else [None]
+        for k in columns:
+            rows = present[:, k] if k is not None else present.all(axis=1)
+            chosen = _subsample(np.flatnonzero(rows), limit, rng)
+            counts.append(len(chosen))
+            x, y = train_rows[chosen], entries[chosen]
+            if task.kind == "regression":
+                predictions[:] = _ridge(x, y.astype(np.float64), test_rows, task.output_units)
+            elif task.kind == "multiclass":
+                predictions[:] = _logistic(x, y[:, 0].astype(int), test_rows, task.num_classes)
+            else:
+                target = (y[:, 0 if k is None else k].astype(np.float64) >= 0.5).astype(int)
+                predictions[:, 0 if k is None else k] = _logistic(x, target, test_rows, 2)[:, 1]
+    total = int(present.any(axis=1).sum())
+    return predictions, f"fitted on {max(counts)} of {total} labelled training {unit}"
+
+
+def _subsample(indices, limit, rng):
+    return indices if len(indices) <= limit else np.sort(rng.choice(indices, limit, replace=False))
+
+
+def _ridge(x, y, test, units):
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if len(x) == 0:
+        return np.zeros((len(test), units))
+    model = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(x, y)
+    return np.asarray(model.predict(test)).reshape(len(test), units)
+
+
+def _logistic(x, y, test, classes):
+    """Class probabilities `(len(test), classes)`; the training prior when fewer than two classes are present."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    present = np.unique(y)
+    if len(present) < 2:
+        prior = np.bincount(y, minlength=classes)[:classes].astype(np.float64)
+        prior = prior / prior.sum() if prior.sum() else np.full(classes, 1.0 / classes)
+        return np.tile(prior, (len(test), 1))
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(x, y)
+    out = np.zeros((len(test), classes))
+    out[:, present] = model.predict_proba(test)
+    return out

@@ -1,0 +1,47 @@
+"""Both reference predictors of every task, fitted on one training split and scored on one test split."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from kmtl.evaluation.arrays import collect_examples
+from kmtl.evaluation.classical import classical_scores
+from kmtl.evaluation.deltas import resolve_primary_metrics
+from kmtl.evaluation.references import MAX_FIT_EXAMPLES
+from kmtl.evaluation.trivial import trivial_scores
+from kmtl.tasks import Task, validate_task_list
+
+
+def reference_scores(
+    tasks: Sequence[Task],
+    train: Any,
+    test: Any,
+    *,
+    classical: bool = True,
+    primary_metrics: Mapping[str, str | tuple[str, bool]] | None = None,
+    seed: int = 0,
+) -> dict[str, dict]:
+    """Each task's trivial predictor and (with `classical`) classical model, fitted on `train`, scored on `test`.
+
+    Args:
+        tasks: list of `kmtl.Task`.
+        train: training data: a `tf.data.Dataset` of `(inputs, {task: labels})` batches or a tuple `(x, y_dict)`.
+        test: test data in the same forms.
+        classical: bool. Also fit `kmtl.evaluation.classical_scores`' model (a few seconds per task at most).
+        primary_metrics: dict `{task: metric}` overriding the default primary metrics.
+        seed: int. Seed of the classical model's subsample.
+
+    Returns:
+        dict `{task: {"metric", "lower_is_better", "trivial": ReferenceScore, "classical": ReferenceScore or None}}`.
+    """
+    tasks = validate_task_list(tasks)
+    metrics = resolve_primary_metrics(tasks, primary_metrics)
+    train = collect_examples(train, tasks, limit=MAX_FIT_EXAMPLES)  # read once for both predictors
+    test = collect_examples(test, tasks)
+    trivial = trivial_scores(tasks, train, test, primary_metrics=primary_metrics)
+    fitted = classical_scores(tasks, train, test, seed=seed) if classical else {}
+    return {
+        t.name: {"metric": metrics[t.name][0], "lower_is_better": metrics[t.name][1], "trivial": trivial[t.name],
+                 "classical": fitted.get(t.name)}
+        for t in tasks
+    }

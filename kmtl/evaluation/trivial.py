@@ -1,0 +1,145 @@
+"""Trivial predictors fitted on a training split: the score any model of a task must clearly beat.
+
+- binary, multiclass, multilabel (per example, step, token or pixel): the class prior of the present training labels,
+  predicted for every entry (so the majority class at threshold 0.5 or by argmax; AUROC 0.5);
+- regression: the median of the present training targets (per unit) when the task's primary metric is an absolute
+  error (`mae`, `nme`), the mean otherwise (`rmse`, `mse`);
+- per-step regression (forecasting): also the last present target at an earlier step of the same sequence (the
+  constant above before the first one); of the two, the one with the better primary metric on the training split is
+  kept.
+
+Missing labels (the task's `missing` marker) are left out when fitting and scoring.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from kmtl.evaluation.arrays import collect_examples
+from kmtl.evaluation.deltas import resolve_primary_metrics
+from kmtl.evaluation.references import MAX_FIT_EXAMPLES, ReferenceScore, better, score_predictions
+from kmtl.evaluation.scores import present_entries
+from kmtl.tasks import Task, validate_task_list
+
+# Primary metrics a median minimises (absolute errors); a mean minimises the squared ones.
+_MEDIAN_METRICS = ("mae", "nme", "mad")
+
+
+def trivial_scores(
+    tasks: Sequence[Task],
+    train: Any,
+    test: Any,
+    *,
+    primary_metrics: Mapping[str, str | tuple[str, bool]] | None = None,
+) -> dict[str, ReferenceScore]:
+    """Scores each task's trivial predictor, fitted on `train`, on `test` (see the module docstring).
+
+    Args:
+        tasks: list of `kmtl.Task`.
+        train: training data: a `tf.data.Dataset` of `(inputs, {task: labels})` batches or a tuple `(x, y_dict)`;
+            at most `MAX_FIT_EXAMPLES` examples are read.
+        test: test data in the same forms; read whole.
+        primary_metrics: dict `{task: metric}` overriding the default primary metrics (which choose between median
+            and mean, and between constant and last value).
+
+    Returns:
+        dict `{task: ReferenceScore}`: the predictor's name and the scores `kmtl.evaluate` reports for the task.
+
+    Example:
+
+    >>> x, y = np.zeros((4, 1)), {"a": np.array([0, 1, 1, 1])}
+    >>> trivial_scores([Task("a", "binary")], (x, y), (x, y))["a"].scores["accuracy"]
+    0.75
+    """
+    tasks = validate_task_list(tasks)
+    metrics = resolve_primary_metrics(tasks, primary_metrics)
+    _, train_labels = collect_examples(train, tasks, limit=MAX_FIT_EXAMPLES)
+    _, test_labels = collect_examples(test, tasks)
+    return {
+        t.name: fit_trivial(t, train_labels[t.name], metrics[t.name]).score(t, test_labels[t.name]) for t in tasks
+    }
+
+
+class TrivialPredictor:
+    """A fitted trivial predictor of one task: a constant per output unit, or the last earlier target.
+
+    Args:
+        name: str. What it predicts (`"class prior"`, `"median"`, `"mean"`, `"last value"`).
+        constant: numpy array `(output_units,)`: probabilities or target values.
+        last_value: bool. Predict each step's last earlier present target (the constant before the first).
+    """
+
+    def __init__(self, name: str, constant: np.ndarray, last_value: bool = False):
+        self.name, self.constant, self.last_value = name, np.asarray(constant, np.float64), last_value
+
+    def predict(self, task: Task, labels: np.ndarray) -> np.ndarray:
+        """Predictions `(rows, output_units)` for the label entries of `labels` (one row per example or step)."""
+        rows = np.asarray(labels).size // task.label_width
+        constant = np.broadcast_to(self.constant, (rows, task.output_units))
+        if not self.last_value:
+            return constant
+        return last_values(task, labels, constant)
+
+    def score(self, task: Task, labels: np.ndarray) -> ReferenceScore:
+        return ReferenceScore(self.name, score_predictions(task, labels, self.predict(task, labels)))
+
+
+def fit_trivial(task: Task, labels: np.ndarray, primary: tuple[str, bool]) -> TrivialPredictor:
+    """The trivial predictor of `task` fitted on its training `labels` (missing entries left out).
+
+    Args:
+        task: `kmtl.Task`.
+        labels: numpy array of the task's training labels (examples first; steps or pixels next when per step/pixel).
+        primary: `(metric, lower_is_better)`: the task's primary metric.
+    """
+    labels = np.asarray(labels)
+    entries = labels.reshape(-1, task.label_width)
+    present = present_entries(task, entries)
+    if task.kind == "regression":
+        median = primary[0].endswith(_MEDIAN_METRICS)
+        values = np.where(present, entries.astype(np.float64), np.nan)
+        center = _nan_center(values, median)
+        constant = TrivialPredictor("median" if median else "mean", center)
+        if not task.per_step or labels.ndim < 2:
+            return constant
+        forecast = TrivialPredictor("last value", center, last_value=True)
+        # The better of the two on the training split.
+        metric, lower = primary
+        constant_score, forecast_score = (p.score(task, labels).scores.get(metric, np.nan) for p in (constant, forecast))
+        return forecast if better(forecast_score, constant_score, lower) else constant
+    if task.kind == "multiclass":
+        classes = entries[present].astype(int)
+        counts = np.bincount(classes[(classes >= 0) & (classes < task.num_classes)], minlength=task.num_classes)
+        prior = counts / counts.sum() if counts.sum() else np.full(task.num_classes, 1.0 / task.num_classes)
+        return TrivialPredictor("class prior", prior)
+    # binary and multilabel: the rate of positives per label (soft labels count at their value).
+    values = np.where(present, entries.astype(np.float64), np.nan)
+    with np.errstate(invalid="ignore"):
+        counts = present.sum(axis=0)
+        prior = np.where(counts > 0, np.nansum(values, axis=0) / np.maximum(counts, 1), 0.5)
+    return TrivialPredictor("class prior", prior)
+
+
+def last_values(task: Task, labels: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """For per-step regression labels `(N, T)` or `(N, T, units)`: at each step, the last present target at an
+    earlier step of the same sequence, else `fallback`'s row; returned as `(N * T, units)` rows."""
+    values = np.asarray(labels, np.float64).reshape(labels.shape[0], labels.shape[1], task.units)
+    present = present_entries(task, values)
+    steps = np.arange(values.shape[1])[None, :, None]
+    latest = np.maximum.accumulate(np.where(present, steps, -1), axis=1)  # last present step up to t
+    earlier = np.concatenate([np.full_like(latest[:, :1], -1), latest[:, :-1]], axis=1)  # ... before t
+    taken = np.take_along_axis(values, np.maximum(earlier, 0), axis=1)
+    fallback = np.asarray(fallback, np.float64).reshape(values.shape)
+    return np.where(earlier >= 0, taken, fallback).reshape(-1, task.units)
+
+
+def _nan_center(values: np.ndarray, median: bool) -> np.ndarray:
+    """Per column median or mean over the non-NaN values; 0 for a column without any."""
+    out = np.zeros(values.shape[1])
+    for k in range(values.shape[1]):
+        column = values[:, k][~np.isnan(values[:, k])]
+        if column.size:
+            out[k] = np.median(column) if median else column.mean()
+    return out
