@@ -12,6 +12,7 @@ from kmtl.layers.feature_fusion import FeatureFusion
 from kmtl.layers.gradient_reversal import GradientReversal
 from kmtl.layers.label_embedding import LabelEmbedding
 from kmtl.layers.mixture_of_experts import ExpertGate, ExpertMixture, Experts
+from kmtl.layers.random_effects import RandomEffects
 from kmtl.layers.sequence_readout import SequenceReadout
 from kmtl.layers.sluice import LayerMixture, SubspaceMixing
 from kmtl.layers.stacked_heads import StackedHeads
@@ -30,6 +31,7 @@ __all__ = [
     "GroupedLSTM",
     "LabelEmbedding",
     "LayerMixture",
+    "RandomEffects",
     "SequenceReadout",
     "StackedHeads",
     "StopGradient",
