@@ -7,7 +7,7 @@ defaults, quick settings, search space). This package registers them by name wit
 Example:
 
 >>> sorted(RECIPES)
-['clinical-timeseries', 'facial-attributes', 'nlp-tagging', 'segmentation-classification']
+['clinical-timeseries', 'facial-attributes', 'mixed-effects', 'nlp-tagging', 'segmentation-classification']
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ _ENTRIES = (
         "nlp-tagging",
         "Stacked BiLSTM tagger with tasks at their levels (POS low, chunks/NER or syntax high), optional CRF.",
         "kmtl.recipes.nlp_tagging",
+    ),
+    RecipeEntry(
+        "mixed-effects",
+        "Random intercepts and slopes per subject (sleep study), checked against statsmodels' MixedLM.",
+        "kmtl.recipes.mixed_effects",
     ),
 )
 for _entry in _ENTRIES:
