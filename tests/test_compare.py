@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from scipy import stats
 from tiny import tiny_model
 
 import kmtl
@@ -56,24 +57,47 @@ def test_primary_metric_overrides_are_checked_before_training():
         resolve_primary_metrics(tasks, {"nope": "mae"})
 
 
-def test_negative_transfer_flag_and_delta_m_over_seeds():
+def test_delta_m_over_seeds_with_intervals_and_paired_tests():
     rows = [
-        TaskComparison("a", "binary", "auroc", False, False, mtl=[0.9, 0.8], single=[0.8, 0.8]),
-        TaskComparison("r", "regression", "mae", True, False, mtl=[5.5, 6.0], single=[5.0, 5.0]),
-        TaskComparison("d", "binary", "auroc", False, True, mtl=[0.6, 0.6]),
+        TaskComparison("a", "binary", "auroc", False, False, mtl=[0.9, 0.8, 0.85], single=[0.8, 0.8, 0.8]),
+        TaskComparison("r", "regression", "mae", True, False, mtl=[5.5, 6.0, 5.6], single=[5.0, 5.0, 5.0]),
+        TaskComparison("d", "binary", "auroc", False, True, mtl=[0.6, 0.6, 0.6]),
     ]
-    result = ComparisonResult(rows, seeds=[0, 1])
-    # Seed 0: (0.125 - 0.1) / 2 = 0.0125; seed 1: (0 - 0.2) / 2 = -0.1. The auxiliary task is left out.
-    assert result.delta_m_values == pytest.approx([0.0125, -0.1])
-    assert result.delta_m == pytest.approx(-0.04375)
-    assert result.delta_m_std == pytest.approx(np.std([0.0125, -0.1], ddof=1))
-    assert result.negative_transfer == ["r"]
-    assert not result["a"].negative_transfer and result["r"].negative_transfer
+    result = ComparisonResult(rows, seeds=[0, 1, 2])
+    # Seed 0: (0.125 - 0.1) / 2; seed 1: (0 - 0.2) / 2; seed 2: (0.0625 - 0.12) / 2. The auxiliary task is left out.
+    expected = [0.0125, -0.1, -0.02875]
+    assert result.delta_m_values == pytest.approx(expected)
+    assert result.delta_m == pytest.approx(np.mean(expected))
+    assert result.delta_m_std == pytest.approx(np.std(expected, ddof=1))
+    low, high = stats.t.interval(0.95, 2, loc=np.mean(expected), scale=stats.sem(expected))
+    assert result.delta_m_interval == pytest.approx((low, high))
+    assert result.delta_m_p_value == pytest.approx(stats.ttest_1samp(expected, 0.0).pvalue)
+    # r: improvements -0.1, -0.2, -0.12, the interval below 0: flagged; a: +12.5%, 0, +6.25%, the interval holds 0.
+    r_gain = [-0.1, -0.2, -0.12]
+    assert result["r"].interval == pytest.approx((np.mean(r_gain), *stats.t.interval(
+        0.95, 2, loc=np.mean(r_gain), scale=stats.sem(r_gain))))
+    # The paired t-test of the scores normalised by the single-task score (lower is better: signs flipped).
+    normalised = [-5.5 / 5.0, -6.0 / 5.0, -5.6 / 5.0]
+    assert result["r"].p_value == pytest.approx(stats.ttest_rel(normalised, [-1.0, -1.0, -1.0]).pvalue)
+    assert result.negative_transfer == ["r"] and result.positive_transfer == []
+    assert result["r"].negative_transfer and result["a"].transfer is None
     table = result.table()
-    assert "Negative transfer on: r." in table and "Δm = -4.38%" in table
+    assert "Negative transfer on: r." in table and "Δm = -3.88%" in table and "95% interval [" in table
     row = next(line for line in table.splitlines() if line.startswith("r "))
-    assert "mae (lower better)" in row and "-15.00%" in row and row.rstrip().endswith("yes")
-    assert result.to_dict()["tasks"]["r"]["relative_change"] == pytest.approx([0.1, 0.2])
+    assert "mae (lower better)" in row and "-14.00%" in row and row.rstrip().endswith("negative")
+    assert result.to_dict()["tasks"]["r"]["relative_change"] == pytest.approx([0.1, 0.2, 0.12])
+
+
+def test_transfer_is_flagged_only_where_the_interval_excludes_zero():
+    # Eyeglasses at -0.00% (the example), a tiny but steady gain, and one repeat: only the steady gain.
+    tiny = TaskComparison("eyeglasses", "binary", "auroc", False, False, mtl=[0.5, 0.5, 0.5], single=[0.5, 0.5, 0.5])
+    steady = TaskComparison("s", "binary", "auroc", False, False, mtl=[0.81, 0.811, 0.812], single=[0.8] * 3)
+    noisy = TaskComparison("n", "binary", "auroc", False, False, mtl=[0.7, 0.9, 0.75], single=[0.8] * 3)
+    result = ComparisonResult([tiny, steady, noisy], seeds=[0, 1, 2])
+    assert result.negative_transfer == [] and result.positive_transfer == ["s"]
+    assert [r.transfer for r in result.rows] == [None, "positive", None]
+    one = ComparisonResult([TaskComparison("a", "binary", "auroc", False, False, mtl=[0.6], single=[0.9])], [0])
+    assert one.negative_transfer == [] and "no interval and no transfer flag" in one.table()
 
 
 # === Training on a tiny 2-task model ===
@@ -128,7 +152,8 @@ def test_single_task_data_from_a_callable_keeps_only_that_tasks_labels():
         return tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
 
     tasks = [kmtl.Task("a", "binary"), kmtl.Task("r", "regression")]
-    result = compare_single_task(_build, _compile, load, None, load, tasks, primary_metrics={"a": "accuracy"})
+    result = compare_single_task(_build, _compile, load, None, load, tasks, primary_metrics={"a": "accuracy"},
+                                 trivial=False, classical=False)
     assert seen == [["a", "r"], ["a", "r"], ["a"], ["a"], ["r"], ["r"]]
     assert result["a"].metric == "accuracy"
     with pytest.raises(ValueError, match=r"Asked for \['a'\], received a model with tasks \['r'\]"):
@@ -226,4 +251,4 @@ def test_undefined_scores_make_delta_m_nan_and_are_named():
     table = result.table()
     assert "Δm = nan" in table and "Undefined for a:" in table
     row = next(line for line in table.splitlines() if line.startswith("a "))
-    assert row.split()[-4:] == ["nan", "0.8000", "nan", "n/a"]
+    assert row.split()[-6:] == ["nan", "0.8000", "nan", "-", "-", "n/a"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Sequence
 
 from kmtl.app.registry import resolve
 from kmtl.app.train import check_run_settings
@@ -18,48 +19,72 @@ def compare_recipe(
     seed: int = 0,
     verbose: int = 0,
     log: Callable[[str], None] | None = None,
+    resplit: bool = False,
+    label_fractions: Sequence[float] | None = None,
+    plot: str | Path | None = None,
+    classical: bool = True,
     **overrides,
 ):
     """Compares a recipe's multi-task model with single-task models of the same architecture and budget.
 
     Uses the recipe's settings (`defaults`, then `quick` when asked, then `epochs` and `overrides`), its
-    `build_model(tasks=...)`, `compile_model` and `load_data(tasks=...)`; every model reloads the data with the same
-    seed, so all see the same examples in the same order. Repeats use seeds `seed, seed + 1, ...` for the models;
-    the data seed stays `seed`. A recipe that declares `baselines` (a model from another library) has it trained on
-    the same split and its scores passed to `log` after kmtl's models (a one-line note when its extra is missing).
+    `build_model(tasks=...)`, `compile_model` and `load_data(tasks=...)`; every model of a repeat reloads the data
+    with the same seed, so all see the same examples in the same order, for the same epochs and steps. Repeats use
+    seeds `seed, seed + 1, ...` for the models; the data seed stays `seed` unless `resplit`. Each task's trivial
+    predictor and classical model, fitted on the repeat's training labels, are scored beside the models. A recipe
+    that declares `baselines` (a model from another library) has it trained on the same split and its scores passed
+    to `log` after kmtl's models (a one-line note when its extra is missing).
+
+    With `label_fractions`, the comparison runs once per fraction f: in each repeat every training example keeps
+    each task's label independently with probability f (`kmtl.evaluation.label_fraction.mask_labels`, drawn with
+    the repeat's seed; the multi-task and the single-task models get the same masked labels; validation and test
+    labels are untouched). The training split is then read once into memory and batched again (shuffled with the
+    seed), the same way at every fraction, 1 included.
 
     Args:
         recipe: `kmtl.Recipe` or its name (see `kmtl recipes`).
         quick: bool. Use the recipe's quick settings (tiny data, one epoch).
         epochs: int. Epochs of every model (default: the recipe's).
-        repeats: int. Number of seeds.
+        repeats: int. Number of seeds (paired repeats; 3 or more give intervals and tests).
         seed: int. First seed.
         verbose: int. Keras progress-bar verbosity for `fit`.
         log: callable receiving progress lines, or None.
+        resplit: bool. Each repeat also draws new data with its seed: a new train/validation/test split of the
+            recipe's data (by patient where the recipe splits by group, e.g. clinical-timeseries), or new synthetic
+            data. Repeats then measure the spread over data splits as well as over initialisations.
+        label_fractions: sequence of float in (0, 1], or None.
+        plot: path of a PNG of Δm against the label fraction (needs matplotlib), or None. Checked before training:
+            an existing file is never replaced.
+        classical: bool. Score the classical reference models (scikit-learn; a few seconds per task).
         **overrides: other settings, such as `batch_size`, `weighting`, `learning_rate`, `source`.
 
     Returns:
-        `kmtl.evaluation.ComparisonResult` (see `kmtl.evaluation.compare_single_task`).
+        `kmtl.evaluation.ComparisonResult` (see `kmtl.evaluation.compare_single_task`), or with `label_fractions` a
+        `kmtl.evaluation.label_fraction.LabelFractionResult` holding one per fraction.
 
     Example:
 
-    >>> print(compare_recipe("facial-attributes", quick=True).table())  # doctest: +SKIP
+    >>> print(compare_recipe("facial-attributes", quick=True, repeats=3).table())  # doctest: +SKIP
 
     Reference:
         Maninis, Radosavovic & Kokkinos (2019). Attentive Single-Tasking of Multiple Tasks. CVPR.
     """
     from kmtl.evaluation.baselines import compare_single_task
+    from kmtl.evaluation.label_fraction import LabelFractionResult, check_fractions
 
     recipe = resolve(recipe)
     settings = recipe.settings(quick=quick, epochs=epochs, **overrides)
     check_run_settings(settings)
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"Invalid value for `repeats`. Expected a positive int. Received: repeats={repeats!r}")
-    loader = _Loader(recipe, settings, seed)
-    tasks = loader.load(None, fresh=True).tasks
+    fractions = None if label_fractions is None else sorted(set(check_fractions(label_fractions)), reverse=True)
+    if plot is not None:
+        _check_plot_path(plot, fractions)
+    runs = _Runs(recipe, settings, seed, resplit)
+    tasks = runs.loader(seed).load(None, fresh=True).tasks
 
     def build_fn(subset):
-        data = loader.load([t.name for t in subset], fresh=True)  # fresh: every model sees the same order
+        data = runs.loader().load([t.name for t in subset], fresh=True)  # fresh: every model sees the same order
         return recipe.build(settings, data, tasks=list(subset))
 
     def compile_fn(model):
@@ -68,9 +93,27 @@ def compare_recipe(
     # The recipe's datasets shuffle themselves; shuffle=False keeps Keras from warning that it cannot.
     fit_kwargs = {"epochs": settings["epochs"], "verbose": verbose, "shuffle": False}
     seeds = [seed + r for r in range(repeats)]
-    splits = [loader.split(i) for i in range(3)]
-    result = compare_single_task(build_fn, compile_fn, *splits, list(tasks), fit_kwargs=fit_kwargs, seeds=seeds,
-                                 log=log)
+
+    def compare(fraction):
+        if log is not None and fraction is not None:
+            log(f"Label fraction {fraction:g}:")
+        resample = runs.resample if fraction is None and resplit else None
+        if fraction is not None:
+            resample = lambda model_seed: runs.masked(model_seed, tasks, fraction)  # noqa: E731
+        splits = [runs.loader(seed).split(i) for i in range(3)] if resample is None else [None] * 3
+        result = compare_single_task(build_fn, compile_fn, *splits, list(tasks), fit_kwargs=fit_kwargs, seeds=seeds,
+                                     log=log, classical=classical, resample=resample)
+        result.notes += runs.notes(fraction)
+        return result
+
+    if fractions is None:
+        result = compare(None)
+    else:
+        result = LabelFractionResult({f: compare(f) for f in fractions})
+        if plot is not None:
+            path = result.save_plot(plot, title=f"{recipe.name}: {len(seeds)} repeat(s), {settings['epochs']} epoch(s)")
+            if log is not None:
+                log(f"Plot of Δm against the label fraction: {path}")
     if recipe.baselines is not None and log is not None:
         log(baseline_report(recipe, settings, seed))
     return result
@@ -83,6 +126,73 @@ def baseline_report(recipe: Recipe, settings: dict, seed: int = 0) -> str:
         return recipe.baselines(settings, seed)
     except ImportError as error:
         return f"Baseline skipped ({' '.join(str(error).split())})."
+
+
+def _check_plot_path(plot, fractions) -> None:
+    path = Path(plot)
+    if fractions is None:
+        raise ValueError("`plot` draws Δm against the label fraction: pass `label_fractions` too (--label-fraction).")
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"Invalid value for `plot`. Expected a path ending in .png. Received: plot={str(plot)!r}")
+    if path.exists():
+        raise FileExistsError(f"Refusing to overwrite existing file {path}; choose another --plot path.")
+    if not path.parent.is_dir():
+        raise ValueError(f"Invalid value for `plot`: the folder {path.parent} does not exist. Received: {str(plot)!r}")
+
+
+class _Runs:
+    """The data of each repeat: the recipe's splits for the repeat's data seed, and masked training labels.
+
+    `compare_single_task` calls `resample(seed)` before a repeat's models, so `build_fn` then builds them with that
+    repeat's data (and what the recipe derives from it, e.g. a normaliser).
+    """
+
+    def __init__(self, recipe, settings, seed, resplit):
+        self.recipe, self.settings, self.seed, self.resplit = recipe, settings, seed, resplit
+        self.data_seed = seed
+        self._loaders = {}
+
+    def loader(self, data_seed=None):
+        data_seed = self.data_seed if data_seed is None else data_seed
+        if data_seed not in self._loaders:
+            self._loaders = {data_seed: _Loader(self.recipe, self.settings, data_seed)}  # one split in memory
+        return self._loaders[data_seed]
+
+    def resample(self, model_seed):
+        """The recipe's splits for a repeat: drawn with the model seed when resplitting, else with the first seed."""
+        self.data_seed = model_seed if self.resplit else self.seed
+        loader = self.loader()
+        return tuple(loader.split(i) for i in range(3))
+
+    def masked(self, model_seed, tasks, fraction):
+        """The repeat's splits with training labels masked to `fraction` (drawn with the model seed)."""
+        import tensorflow as tf
+
+        from kmtl.evaluation.arrays import collect_examples
+        from kmtl.evaluation.label_fraction import mask_labels
+
+        _, val, test = self.resample(model_seed)
+        inputs, labels = collect_examples(self.loader().load(None, fresh=False).train, tasks)
+        labels = mask_labels(labels, tasks, fraction, model_seed)
+        batch_size = self.settings["batch_size"]
+
+        def train(names):
+            dataset = tf.data.Dataset.from_tensor_slices((inputs, {n: labels[n] for n in names}))
+            dataset = dataset.shuffle(len(next(iter(labels.values()))), seed=model_seed, reshuffle_each_iteration=True)
+            return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+        return train, val, test
+
+    def notes(self, fraction) -> list:
+        notes = []
+        if self.resplit:
+            notes.append("Each repeat drew new data with its seed (resplit): a new split of the recipe's data, by "
+                         "group where the recipe splits by group.")
+        if fraction is not None:
+            notes.append(f"Label fraction {fraction:g}: each training example kept each task's label with probability "
+                         f"{fraction:g}, drawn with the repeat's seed; every model of a repeat got the same labels; "
+                         "validation and test labels untouched.")
+        return notes
 
 
 class _Loader:

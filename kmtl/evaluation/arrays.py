@@ -19,12 +19,13 @@ def collect_examples(
 
     Args:
         data: a `tf.data.Dataset` (or any iterable) of batches, or a tuple `(x, {task: labels})` of arrays, with `x`
-            an array (named `"input"`) or a dict of arrays.
+            an array or a dict of arrays.
         tasks: list of `kmtl.Task`: the tasks whose labels are read; others are ignored.
         limit: int or None. Read at most this many examples (whole batches, then cut).
 
     Returns:
-        `(inputs, labels)`: dicts of arrays with the examples on the first axis.
+        `(inputs, labels)`: arrays with the examples on the first axis; `inputs` a dict like the data's (or one
+        array when the data's inputs are one array), `labels` a dict by task.
 
     Raises:
         ValueError: when a task's labels are absent from the data.
@@ -34,10 +35,10 @@ def collect_examples(
         batches = [(data[0], data[1])]
     else:
         batches = _batches(data, limit)
-    inputs, labels = {}, {}
+    inputs, labels, named = {}, {}, True
     for batch_inputs, batch_labels in batches:
         if not isinstance(batch_inputs, Mapping):
-            batch_inputs = {"input": batch_inputs}
+            batch_inputs, named = {"input": batch_inputs}, False
         for key, value in batch_inputs.items():
             inputs.setdefault(key, []).append(np.asarray(value))
         absent = [n for n in names if n not in batch_labels]
@@ -54,7 +55,7 @@ def collect_examples(
     if limit is not None:
         inputs = {k: v[:limit] for k, v in inputs.items()}
         labels = {k: v[:limit] for k, v in labels.items()}
-    return inputs, labels
+    return (inputs if named else inputs["input"]), labels
 
 
 def _batches(data, limit):

@@ -45,6 +45,9 @@ def compare_single_task(
     seeds: Sequence[int] | None = None,
     primary_metrics: Mapping[str, str | tuple[str, bool]] | None = None,
     log: Callable[[str], None] | None = None,
+    trivial: bool = True,
+    classical: bool = True,
+    resample: Callable[[int], tuple] | None = None,
 ) -> ComparisonResult:
     """Trains the multi-task model and one single-task model per main task with the same architecture and budget.
 
@@ -53,7 +56,11 @@ def compare_single_task(
     single-task data being the same examples with the other tasks' labels dropped) after
     `keras.utils.set_random_seed(seed)`, and evaluated on `test` with `kmtl.evaluate`. Each task is scored by its
     primary metric; the relative improvement `(-1)^l (M_mtl - M_single) / |M_single|` (`l` = 1 when lower is
-    better) and Δm, its mean over main tasks, are computed per seed, then reported as mean ± std over seeds.
+    better) and Δm, its mean over main tasks, are computed per seed (a repeat), then reported with their mean, 95%
+    t-interval and paired t-test over repeats (see `kmtl.evaluation.comparison`); transfer is flagged only where the
+    interval excludes zero. Beside them, each task's trivial predictor and classical model, fitted on the repeat's
+    training data (`kmtl.evaluation.trivial`, `kmtl.evaluation.classical`), and whether each model clearly beats
+    the trivial predictor.
 
     Default primary metrics (override per task with `primary_metrics`):
 
@@ -83,6 +90,11 @@ def compare_single_task(
         primary_metrics: dict `{task: metric}` or `{task: (metric, lower_is_better)}` overriding the defaults; a
             metric is a name in `kmtl.evaluate`'s report (e.g. `"f1"`, `"rmse"`, `"loss"`).
         log: callable receiving progress lines (e.g. `print`), or None.
+        trivial: bool. Score each task's trivial predictor fitted on the training data.
+        classical: bool. Also score its classical model (a few seconds per task at most).
+        resample: callable `seed -> (train, val, test)` or None. Called before each repeat's models; its splits
+            (in the forms above) replace `train`, `val` and `test` for that repeat: e.g. training labels masked
+            with the seed, or a new split of the data. Every model of a repeat gets the same splits.
 
     Returns:
         `ComparisonResult`: per task the MTL and single-task scores, relative improvement and negative-transfer
@@ -107,14 +119,24 @@ def compare_single_task(
     main = [t for t in tasks if not t.auxiliary]
     if not main:
         raise ValueError("Invalid value for `tasks`. Expected at least one task that is not auxiliary.")
-    scores = {t.name: {"mtl": [], "single": []} for t in tasks}
-    runs = []
+    scores = {t.name: {"mtl": [], "single": [], "trivial": [], "classical": []} for t in tasks}
+    runs, fitted, details = [], {}, {}
     for repeat, seed in enumerate(seeds, start=1):
+        splits = (train, val, test) if resample is None else tuple(resample(seed))
+        if trivial or classical:
+            key = tuple(id(split) for split in splits)  # the same data: fitted once
+            if key not in fitted:
+                fitted[key] = _references(splits, tasks, primary_metrics, classical)
+            for name, row in fitted[key].items():
+                scores[name]["trivial"].append(row["trivial"].get(row["metric"]))
+                if row["classical"] is not None and not row["classical"].skipped:
+                    scores[name]["classical"].append(row["classical"].get(row["metric"]))
+                details[name] = {k: (v.name, v.detail) for k, v in row.items() if k in ("trivial", "classical") and v}
         plans = [("multi-task", tasks)] + [(task.name, [task]) for task in main]
         for label, subset in plans:
             if log is not None:
                 log(f"[seed {seed}, repeat {repeat}/{len(seeds)}] training the {label} model ({len(subset)} task(s))")
-            report, budget = _train_and_evaluate(build_fn, compile_fn, (train, val, test), subset, seed, fit_kwargs)
+            report, budget = _train_and_evaluate(build_fn, compile_fn, splits, subset, seed, fit_kwargs)
             runs.append({"seed": seed, "model": label, "tasks": [t.name for t in subset], **budget})
             for task in subset:
                 value = report[task.name][metrics[task.name][0]]
@@ -128,6 +150,9 @@ def compare_single_task(
             auxiliary=t.auxiliary,
             mtl=scores[t.name]["mtl"],
             single=scores[t.name]["single"] if not t.auxiliary else None,
+            trivial=scores[t.name]["trivial"] or None,
+            classical=scores[t.name]["classical"] or None,
+            references=details.get(t.name),
         )
         for t in tasks
     ]
@@ -162,6 +187,15 @@ def _train_and_evaluate(build_fn, compile_fn, splits, subset, seed, fit_kwargs):
         history = model.fit(train, **kwargs)
     report = evaluate(model, *test) if isinstance(test, tuple) else evaluate(model, test)
     return report, {"epochs": len(history.epoch), "steps": int(model.optimizer.iterations.numpy())}
+
+
+def _references(splits, tasks, primary_metrics, classical):
+    """Each task's reference predictors fitted on the training split and scored on the test split."""
+    from kmtl.evaluation.reference_scores import reference_scores
+
+    names = [t.name for t in tasks]
+    train, _, test = (_select(split, names, names) for split in splits)
+    return reference_scores(tasks, train, test, classical=classical, primary_metrics=primary_metrics)
 
 
 def _select(data, requested, names):

@@ -54,6 +54,8 @@ def classical_scores(tasks: Sequence[Task], train: Any, test: Any, *, seed: int 
     tasks = validate_task_list(tasks)
     train_x, train_y = collect_examples(train, tasks, limit=MAX_FIT_EXAMPLES)
     test_x, test_y = collect_examples(test, tasks)
+    if not isinstance(train_x, dict):
+        train_x, test_x = {"input": train_x}, {"input": test_x}
     strings = sorted(k for k, v in train_x.items() if v.dtype.kind not in "biuf")
     train_x = {k: v for k, v in train_x.items() if k not in strings}
     test_x = {k: test_x[k] for k in train_x}

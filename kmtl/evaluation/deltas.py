@@ -1,4 +1,4 @@
-"""Relative improvement, Δm and the result of a single-task comparison.
+"""Relative improvement, Δm and primary metrics of a single-task comparison (its result: `comparison.py`).
 
 Reference:
     Maninis, Radosavovic & Kokkinos (2019). Attentive Single-Tasking of Multiple Tasks. CVPR.
@@ -6,12 +6,11 @@ Reference:
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
 from typing import Mapping
 
 import numpy as np
 
+from kmtl.evaluation.comparison import ComparisonResult, TaskComparison  # noqa: F401 (re-exported)
 from kmtl.evaluation.scores import TaskScorer, nme_metric, reports_dice
 from kmtl.evaluation.scoring import LOWER_IS_BETTER, lower_is_better, relative_improvement  # noqa: F401 (re-exported)
 from kmtl.tasks import Task
@@ -116,138 +115,3 @@ def _empty_scores(task, scorer):
     labels = np.full((1, task.label_width), task.missing)
     scorer.add(labels, np.zeros((1, task.output_units)))
     return scorer.scores()
-
-
-def _mean_std(values) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof=1; 0 for one value); NaN when any value is NaN."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        return float("nan"), float("nan")
-    return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else 0.0
-
-
-@dataclass
-class TaskComparison:
-    """One task's scores in a comparison: one value per seed for the multi-task and the single-task model."""
-
-    task: str
-    kind: str
-    metric: str
-    lower_is_better: bool
-    auxiliary: bool
-    mtl: list
-    single: list | None = None
-
-    @property
-    def improvements(self) -> list:
-        """Relative improvement per seed (positive: MTL better); empty for auxiliary tasks."""
-        if not self.single:
-            return []
-        return [relative_improvement(m, s, self.lower_is_better) for m, s in zip(self.mtl, self.single)]
-
-    @property
-    def negative_transfer(self) -> bool:
-        """True when the multi-task model is worse than the single-task one on average over seeds."""
-        mean = _mean_std(self.improvements)[0] if self.improvements else float("nan")
-        return bool(mean < 0)
-
-    def to_dict(self) -> dict:
-        mtl_mean, mtl_std = _mean_std(self.mtl)
-        out = {"kind": self.kind, "metric": self.metric, "lower_is_better": self.lower_is_better,
-               "auxiliary": self.auxiliary, "mtl": list(self.mtl), "mtl_mean": mtl_mean, "mtl_std": mtl_std}
-        if self.single:
-            single_mean, single_std = _mean_std(self.single)
-            change_mean, change_std = _mean_std(self.improvements)
-            out.update(single=list(self.single), single_mean=single_mean, single_std=single_std,
-                       relative_change=[(m - s) / abs(s) if s else float("nan") for m, s in zip(self.mtl, self.single)],
-                       improvement=self.improvements, improvement_mean=change_mean, improvement_std=change_std,
-                       negative_transfer=self.negative_transfer)
-        return out
-
-
-@dataclass
-class ComparisonResult:
-    """What `compare_single_task` measured: per-task scores over seeds, Δm and every model's budget.
-
-    Attributes:
-        rows: list of `TaskComparison`, in task order.
-        seeds: list of int.
-        runs: list of dicts, one per trained model: `seed`, `model` (`"multi-task"` or the task name), `tasks`,
-            `epochs` and `steps` (optimizer steps).
-    """
-
-    rows: list
-    seeds: list
-    runs: list = field(default_factory=list)
-
-    def __getitem__(self, task: str) -> TaskComparison:
-        for row in self.rows:
-            if row.task == task:
-                return row
-        raise KeyError(f"No task named {task!r}. Tasks: {[r.task for r in self.rows]}")
-
-    @property
-    def delta_m_values(self) -> list:
-        """Δm per seed, over the main (non-auxiliary) tasks."""
-        main = [r for r in self.rows if not r.auxiliary]
-        per_seed = zip(*[r.improvements for r in main])
-        return [float(np.mean(values)) for values in per_seed]
-
-    @property
-    def delta_m(self) -> float:
-        return _mean_std(self.delta_m_values)[0]
-
-    @property
-    def delta_m_std(self) -> float:
-        return _mean_std(self.delta_m_values)[1]
-
-    @property
-    def negative_transfer(self) -> list:
-        """Names of the tasks on which the multi-task model is worse than its single-task baseline."""
-        return [r.task for r in self.rows if not r.auxiliary and r.negative_transfer]
-
-    def to_dict(self) -> dict:
-        return {"tasks": {r.task: r.to_dict() for r in self.rows}, "delta_m": self.delta_m,
-                "delta_m_std": self.delta_m_std, "delta_m_values": self.delta_m_values, "seeds": list(self.seeds),
-                "runs": [dict(run) for run in self.runs]}
-
-    def table(self, digits: int = 4) -> str:
-        """Fixed-width table: per task its metric, MTL and single-task score, relative improvement and a flag."""
-        many = len(self.seeds) > 1
-
-        def cell(values, scale=1.0, sign=False, suffix=""):
-            mean, std = _mean_std(values)
-            if math.isnan(mean):
-                return "nan"
-            text = f"{mean * scale:+.{digits - 2}f}" if sign else f"{mean * scale:.{digits}f}"
-            return text + suffix + (f" ± {std * scale:.{digits - 2 if sign else digits}f}{suffix}" if many else "")
-
-        header = ["task", "kind", "metric", "multi-task", "single-task", "improvement", "negative transfer"]
-        rows, undefined = [header], []
-        for r in self.rows:
-            metric = r.metric + (" (lower better)" if r.lower_is_better else "")
-            name = r.task + (" (aux)" if r.auxiliary else "")
-            if not r.single:
-                rows.append([name, r.kind, metric, cell(r.mtl), "-", "-", "-"])
-                continue
-            defined = not any(math.isnan(v) for v in r.improvements)
-            undefined += [] if defined else [r.task]
-            flag = ("yes" if r.negative_transfer else "no") if defined else "n/a"
-            rows.append([name, r.kind, metric, cell(r.mtl), cell(r.single), cell(r.improvements, 100, True, "%"), flag])
-        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        spread = f" ± {self.delta_m_std * 100:.2f}%" if many and not undefined else ""
-        value = "nan" if math.isnan(self.delta_m) else f"{self.delta_m * 100:+.2f}%"
-        seeds = ", ".join(str(s) for s in self.seeds)
-        lines.append(f"Δm = {value}{spread} over main tasks (Maninis et al. 2019; positive: multi-task better), "
-                     f"seed(s) {seeds}.")
-        if self.negative_transfer:
-            lines.append(f"Negative transfer on: {', '.join(self.negative_transfer)}.")
-        if undefined:
-            lines.append(f"Undefined for {', '.join(undefined)}: a score is NaN or a baseline 0 (e.g. AUROC with one "
-                         "class in the test labels); use more test data or other `primary_metrics`.")
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.table()
