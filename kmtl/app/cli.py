@@ -40,6 +40,18 @@ _positive_int = _number(int, lambda v: v >= 1, "a positive integer")
 _seed = _number(int, lambda v: 0 <= v < 2**32, "an integer from 0 to 2**32 - 1")
 _positive_float = _number(float, lambda v: v > 0, "a positive number")
 _fraction = _number(float, lambda v: 0 <= v <= 1, "a number from 0 to 1")
+_label_fraction = _number(float, lambda v: 0 < v <= 1, "fractions in (0, 1]")
+
+
+def _fractions(text: str) -> list[float]:
+    """A comma-separated list of label fractions in (0, 1], e.g. "1,0.3,0.1"."""
+    parts = [part.strip() for part in text.split(",")]
+    if not any(parts):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of fractions in (0, 1], got {text!r}")
+    try:
+        return [_label_fraction(part) for part in parts]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of fractions in (0, 1], got {text!r}") from None
 
 
 def _weighting(text: str) -> str:
@@ -92,7 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = commands.add_parser("compare", help="compare a recipe's multi-task model with single-task models")
     _add_common(compare, epochs_help="training epochs of every model (default: the recipe's)")
-    compare.add_argument("--repeats", type=_positive_int, default=1, help="seeds to average over (default: 1)")
+    compare.add_argument("--repeats", type=_positive_int, default=1,
+                         help="paired repeats (seeds) to average over; 3 or more give intervals and tests (default: 1)")
+    compare.add_argument("--resplit", action="store_true",
+                         help="each repeat also draws a new data split (by patient where the recipe splits by group)")
+    compare.add_argument("--label-fraction", dest="label_fractions", type=_fractions, metavar="F[,F...]",
+                         help="compare at each fraction of training labels kept per task, e.g. 1,0.3,0.1,0.03")
+    compare.add_argument("--plot", metavar="PATH.png", help="with --label-fraction: plot Δm against the fraction")
+    compare.add_argument("--no-classical", dest="classical", action="store_false",
+                         help="leave out the classical reference models (scikit-learn logistic/ridge regression)")
 
     tune = commands.add_parser("tune", help="search a recipe's hyper-parameters with keras-tuner")
     _add_common(tune, epochs_help="epochs per trial (default: the recipe's)")
@@ -133,7 +153,9 @@ def _run(args) -> int:
         from kmtl.app.compare import compare_recipe
 
         result = compare_recipe(args.recipe, quick=args.quick, repeats=args.repeats, seed=args.seed,
-                                verbose=0 if args.verbose < 2 else 2, log=print, **_settings(args))
+                                verbose=0 if args.verbose < 2 else 2, log=print, resplit=args.resplit,
+                                label_fractions=args.label_fractions, plot=args.plot, classical=args.classical,
+                                **_settings(args))
         print()
         print(result.table())
         return 0
