@@ -73,12 +73,14 @@ def _add_common(command, *, epochs_help: str) -> None:
         "--data", dest="source", metavar="SOURCE",
         help="data source: synthetic (default), celeba:PATH, utkface:PATH (facial-attributes); "
         "mimic3:PATH, pbcseq (clinical-timeseries); folder:PATH, fashion-mnist (segmentation-classification); "
-        "turkish-treebank, hironsan, conll2000:PATH, conll2003:PATH, conllu:PATH (nlp-tagging)",
+        "turkish-treebank, hironsan, conll2000:PATH, conll2003:PATH, conllu:PATH, A+B mixes them (nlp-tagging)",
     )
     command.add_argument("--layout", choices=("hierarchy", "flat"),
                          help="tasks at their levels or all on the top level (nlp-tagging)")
     command.add_argument("--crf", action="store_true", default=None,
                          help="a linear-chain CRF on the span tasks, or on every task without spans (nlp-tagging)")
+    command.add_argument("--char-features", action="store_true", default=None,
+                         help="a character CNN per token beside the word embeddings (nlp-tagging)")
     command.add_argument("--mask-fraction", type=_fraction, metavar="F",
                          help="fraction of training images that keep their mask (segmentation-classification)")
     command.add_argument("--reconstruction", action="store_true", default=None,
@@ -128,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args) -> dict:
     """The recipe settings given on the command line (None: the recipe's)."""
     names = ("epochs", "batch_size", "source", "weighting", "learning_rate", "model", "mask_fraction", "reconstruction",
-             "layout", "crf")
+             "layout", "crf", "char_features")
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
