@@ -20,7 +20,7 @@ PUBLIC = {
         "stacked_heads_model", "unet",
     ],
     "kmtl.layers": [
-        "CRF", "ChannelGroups", "CrossStitch", "ExpertGate", "ExpertMixture", "Experts", "FeatureFusion", "GradientReversal",
+        "CRF", "ChannelGroups", "CharacterCNN", "CrossStitch", "ExpertGate", "ExpertMixture", "Experts", "FeatureFusion", "GradientReversal",
         "GroupedLSTM", "LabelEmbedding", "LayerMixture", "SequenceReadout", "StackedHeads", "StopGradient",
         "SubspaceMixing", "TensorFactorizedDense",
     ],

@@ -6,6 +6,7 @@ so `.keras` files that use them load with `safe_mode=True` and no
 """
 
 from kmtl.layers.channel_groups import ChannelGroups, GroupedLSTM
+from kmtl.layers.characters import CharacterCNN
 from kmtl.layers.crf import CRF
 from kmtl.layers.cross_stitch import CrossStitch
 from kmtl.layers.feature_fusion import FeatureFusion
@@ -22,6 +23,7 @@ from kmtl.layers.tensor_factorized import TensorFactorizedDense
 __all__ = [
     "CRF",
     "ChannelGroups",
+    "CharacterCNN",
     "CrossStitch",
     "ExpertGate",
     "ExpertMixture",
