@@ -73,3 +73,25 @@ def test_text_dataset_batches_to_their_longest_sentence():
     batches = list(text.text_dataset(sentences, {"pos": ["X"]}, batch_size=2))
     assert [b[0]["tokens"].shape for b in batches] == [(2, 3), (1, 5)]
     np.testing.assert_array_equal(batches[0][1]["pos"].numpy(), [[0, 0, -1], [0, 0, 0]])
+
+
+def test_mix_corpora_keeps_each_sentences_columns(tmp_path):
+    pytest.importorskip("conllu", reason="CoNLL-U reading needs the `conllu` extra (kmtl[text])")
+    (tmp_path / "chunks.txt").write_text("He PRP B-NP\nran VBD B-VP\n")
+    (tmp_path / "tree.conllu").write_text("1\tEv\tev\tNOUN\tNN\t_\t0\troot\t_\t_\n"
+                                          "2\tde\tde\tADP\t_\t_\t1\tcase\t_\t_\n\n")
+    chunks, tree = text.load_conll2000(tmp_path / "chunks.txt"), text.load_conllu(tmp_path / "tree.conllu")
+    mixed = text.mix_corpora([chunks, tree], [None, {"pos": "upos", "xpos": "xpos"}])
+    assert mixed == [{"tokens": ["He", "ran"], "pos": ["PRP", "VBD"], "chunk": ["B-NP", "B-VP"], "xpos": None},
+                     {"tokens": ["Ev", "de"], "pos": ["NOUN", "ADP"], "chunk": None, "xpos": ["NN", None]}]
+    # Missing for the whole sentence (another corpus' layer) or for one token: -1 either way.
+    _, labels = text.encode(mixed, {c: text.tag_vocabulary(mixed, c) for c in ("pos", "chunk", "xpos")})
+    np.testing.assert_array_equal(labels["chunk"], [[0, 1], [-1, -1]])
+    np.testing.assert_array_equal(labels["xpos"], [[-1, -1], [0, -1]])
+
+    with pytest.raises(ValueError, match=r"Corpus 1: columns \['upos '\] are in none"):
+        text.mix_corpora([chunks, tree], [None, {"pos": "upos "}])
+    with pytest.raises(ValueError, match="Corpus 0: Sentence 0, column 'pos': expected 2 tags"):
+        text.mix_corpora([[{"tokens": ["a", "b"], "pos": ["DET"]}]])
+    with pytest.raises(ValueError, match="Expected one entry .* per corpus, 2 in all. Received: 1 entries"):
+        text.mix_corpora([chunks, tree], [None])

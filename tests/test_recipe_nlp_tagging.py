@@ -11,9 +11,9 @@ from kmtl.recipes import nlp_tagging as nt
 SMALL = {"embedding_dim": 4, "units": 4, "label_embedding_dim": 2, "dropout": 0.0}
 
 
-def _model(layout="hierarchy", crf=True):
+def _model(layout="hierarchy", crf=True, char_features=False):
     data = nt.load_data(batch_size=4, num_sentences=12, crf=crf)
-    return data, nt.build_model(layout, **data.model_settings, **SMALL)
+    return data, nt.build_model(layout, **data.model_settings, **SMALL, char_features=char_features)
 
 
 def _level_of(model, tensor):
@@ -40,7 +40,7 @@ def test_hierarchy_wires_each_task_at_its_level_and_flat_on_top():
 
 
 def test_padding_changes_nothing():
-    data, model = _model()
+    data, model = _model(char_features=True)  # the word and character paths both see the padding
     model.compile(optimizer="sgd")
     inputs, labels = next(iter(data.train))
     longer = {"tokens": tf.pad(inputs["tokens"], [[0, 0], [0, 3]], constant_values="")}
@@ -79,13 +79,14 @@ def test_bad_settings_name_the_field():
 
 @pytest.mark.slow  # trains one epoch, saves, reloads and scores a tiny tagger (~45 s on 2 cores: every batch length traces the CRF scans)
 def test_one_epoch_trains_saves_and_loads_with_string_inputs(tmp_path):
-    data, model = _model()
+    data, model = _model(char_features=True)
     nt.compile_model(model)
     history = model.fit(data.train, validation_data=data.val, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0]) and "val_ner_accuracy" in history.history
     path = tmp_path / "tagger.keras"
     model.save(path)
     restored = keras.saving.load_model(path, safe_mode=True)
+    assert isinstance(restored.get_layer("characters"), kmtl.layers.CharacterCNN)
     tokens = {"tokens": tf.constant([["the", "dog", "sees", "Paris", "."], ["Ada", "runs", "", "", ""]])}
     for name, value in model.predict(tokens, verbose=0).items():
         np.testing.assert_allclose(restored.predict(tokens, verbose=0)[name], value, atol=1e-5)
@@ -130,7 +131,7 @@ def test_export_serves_string_tokens_and_returns_tags_without_kmtl(tmp_path):
 
     keras.utils.set_random_seed(0)
     data = nt.load_data(batch_size=4, num_sentences=12, crf=True, tasks=["pos", "ner"])
-    model = nt.build_model(**data.model_settings, **SMALL)
+    model = nt.build_model(**data.model_settings, **SMALL, char_features=True)  # characters split inside the export
     path = kmtl.export.for_serving(model, tmp_path / "tagger", warmup=False)  # default example: one token, padding
     request = json.loads((path / "assets.extra" / "rest_request.json").read_text())
     assert request["instances"][0]["tokens"][:2] == ["example", ""]
@@ -159,6 +160,9 @@ def test_export_serves_string_tokens_and_returns_tags_without_kmtl(tmp_path):
 
 
 class _FakeComparison:
+    def __init__(self):
+        self.notes = []
+
     def table(self):
         return "task  kmtl table"
 
@@ -199,3 +203,55 @@ def test_recipe_baselines_must_be_callable():
 
     with pytest.raises(ValueError, match="Received: baselines='crfsuite'"):
         dataclasses.replace(nt.RECIPE, baselines="crfsuite")
+
+
+def _write_mixed_sources(tmp_path):
+    """A CoNLL-2000 file (pos, chunk) and a CoNLL-U file (upos, xpos with gaps `_`, deprel), 10 sentences each."""
+    rng = np.random.default_rng(0)
+    chunks, tree = [], []
+    for _ in range(10):
+        words = rng.choice(["the", "dog", "runs", "Ada"], size=int(rng.integers(2, 5)))
+        chunks.append("".join(f"{w} {'DT' if w == 'the' else 'NN'} {'B-NP' if i == 0 else 'I-NP'}\n"
+                              for i, w in enumerate(words)))
+        tree.append("".join(f"{i + 1}\t{w}\t_\t{'DET' if w == 'the' else 'NOUN'}\t{rng.choice(['A', 'B', '_'])}\t_\t"
+                            f"{i}\t{'root' if i == 0 else 'dep'}\t_\t_\n" for i, w in enumerate(words)))
+    (tmp_path / "chunks.txt").write_text("\n".join(chunks))
+    (tmp_path / "tree.conllu").write_text("\n".join(tree) + "\n")
+    return f"conll2000:{tmp_path / 'chunks.txt'}+conllu:{tmp_path / 'tree.conllu'}"
+
+
+def test_mixed_sources_keep_their_tasks_and_the_crf_sums_over_missing_tokens(tmp_path):
+    """Two corpora annotated for different layers in one batch: each sentence is scored on its own corpus' tasks,
+    and a CRF task's loss sums over the tags of its tokens missing inside a labelled sentence (brute force)."""
+    pytest.importorskip("conllu", reason="CoNLL-U reading needs the `conllu` extra (kmtl[text])")
+    from test_crf import _brute_force
+
+    from kmtl.layers.crf import crf_potentials
+
+    source = _write_mixed_sources(tmp_path)
+    tasks = nt.load_data(source=source, crf=True).tasks
+    assert [t.name for t in tasks] == ["pos", "chunk", "upos", "xpos", "deprel"]
+    # CRF on conll2000's span task, and on every task of the span-less CoNLL-U source.
+    assert [t.name for t in tasks if isinstance(t.loss, kmtl.losses.CRFLoss)] == ["chunk", "upos", "xpos", "deprel"]
+    data = nt.load_data(batch_size=32, source=source, crf=True, tasks=["pos", "xpos"])  # one task of each corpus
+    inputs, labels = next(iter(data.train))  # both corpora's training sentences (8 + 8) in one batch
+    labels = {k: v.numpy() for k, v in labels.items()}
+    real = inputs["tokens"].numpy() != b""
+    from_tree = ~(labels["pos"] >= 0).any(axis=1)  # no pos tags: a CoNLL-U sentence
+    assert from_tree.sum() == 8 and (labels["xpos"][~from_tree] < 0).all()
+    gaps = (labels["xpos"] < 0) & real & from_tree[:, None]
+    assert gaps.any() and (labels["xpos"][real & ~gaps & from_tree[:, None]] >= 0).all()
+
+    model = nt.build_model(**data.model_settings, **SMALL)
+    model.compile(optimizer="sgd")
+    outputs = model(inputs)
+    losses = keras.ops.convert_to_numpy(model.task_losses(labels, outputs))
+    emissions, transitions, start, end, _ = (keras.ops.convert_to_numpy(p) for p in crf_potentials(outputs["xpos"]))
+    total = 0.0
+    for row in np.flatnonzero(from_tree):
+        length = int(real[row].sum())
+        log_z, log_z_observed, _ = _brute_force(emissions[row], transitions, start, end, length,
+                                                labels["xpos"][row, :length])
+        total += log_z - log_z_observed
+    observed = (labels["xpos"] >= 0) & real
+    np.testing.assert_allclose(losses[[t.name for t in model.tasks].index("xpos")], total / observed.sum(), rtol=1e-5)

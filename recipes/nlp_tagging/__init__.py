@@ -8,7 +8,9 @@ tokens as strings `(batch, steps)` padded with `""`: the vocabulary is a `String
 and exported with it.
 
 Sources: the embedded synthetic grammar (default), `turkish-treebank` and `hironsan` (packages from PyPI, the
-`corpora` extra), or CoNLL files (`conll2000:PATH`, `conll2003:PATH`, `conllu:PATH`). See `docs/nlp_tagging.md`.
+`corpora` extra), or CoNLL files (`conll2000:PATH`, `conll2003:PATH`, `conllu:PATH`); `A+B` mixes sources annotated
+for different layers (each sentence keeps its source's tasks; the others are missing for it, and a CRF task sums
+over tokens missing inside a labelled sentence). See `docs/nlp_tagging.md`.
 
 Example:
 
@@ -31,6 +33,7 @@ from typing import Mapping, Sequence
 import keras
 
 import kmtl
+from kmtl.data import text
 from kmtl.recipe import Recipe
 from kmtl.recipes.nlp_tagging import _data
 from kmtl.recipes.nlp_tagging._baseline import crfsuite_baseline
@@ -42,7 +45,10 @@ DESCRIPTION = "Stacked BiLSTM tagger with tasks at their levels (POS low, chunks
 LAYOUTS = ("hierarchy", "flat")
 
 MODEL_DEFAULTS = {"layout": "hierarchy", "embedding_dim": 64, "units": 64, "label_embedding_dim": 16,
-                  "dropout": 0.2}
+                  "dropout": 0.2, "char_features": False}
+# Character CNN sizes (with `char_features`): character embeddings, filters (the per-token feature size), width.
+CHARACTER_CNN = {"max_chars": 24, "embedding_dim": 16, "filters": 32, "kernel_size": 3}
+MAX_CHARACTERS = 2000
 DEFAULTS = {
     "epochs": 10,
     "batch_size": 32,
@@ -67,6 +73,7 @@ def build_model(
     units: int = MODEL_DEFAULTS["units"],
     label_embedding_dim: int = MODEL_DEFAULTS["label_embedding_dim"],
     dropout: float = MODEL_DEFAULTS["dropout"],
+    char_features: bool = MODEL_DEFAULTS["char_features"],
 ) -> kmtl.MultiTaskModel:
     """Builds the tagger (uncompiled): input `tokens` (strings `(batch, steps)`, `""` padding).
 
@@ -79,6 +86,9 @@ def build_model(
         embedding_dim, units: sizes of the word embeddings and of each BiLSTM direction.
         label_embedding_dim: size of the lower tasks' label embeddings (hierarchy; 0 disables them).
         dropout: dropout on the embeddings.
+        char_features: also read each token's characters (`kmtl.layers.CharacterCNN` over the characters of
+            `vocabulary`, sizes `CHARACTER_CNN`), concatenated to its word embedding: words outside the vocabulary
+            keep their affixes' evidence. The model still takes string tokens.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"Invalid value for `layout`. Expected one of {LAYOUTS}. Received: layout={layout!r}")
@@ -101,6 +111,10 @@ def build_model(
                                        name="token_ids")
     x = keras.layers.Embedding(lookup.vocabulary_size(), embedding_dim, mask_zero=True, name="embeddings")(
         lookup(tokens))
+    if char_features:
+        characters = text.character_vocabulary(vocabulary, MAX_CHARACTERS) or ["?"]
+        char_x = kmtl.layers.CharacterCNN(characters, **CHARACTER_CNN, name="characters")(tokens)
+        x = keras.layers.Concatenate(name="word_and_characters")([x, char_x])  # keeps the words' padding mask
     if dropout:
         x = keras.layers.Dropout(dropout, name="embeddings_dropout")(x)
 
@@ -132,7 +146,7 @@ def tagging_scores(model: kmtl.MultiTaskModel, dataset, span_tasks: Sequence[str
 def baseline_scores(source: str = "synthetic", seed: int = 0, num_sentences: int = 600) -> dict:
     """The sklearn-crfsuite baseline's test scores (one feature-based CRF per task, same split)."""
     train, _, test = test_sentences(source, seed, num_sentences)
-    names = [name for name, *_ in _data.SOURCES[_data.parse_source(source)[0]]]
+    names = [name for name, *_ in _data.spec_of(source)]
     gold, predicted = crfsuite_baseline(train, test, names)
     return tag_scores(gold, predicted, _data.span_tasks(source))
 
@@ -151,6 +165,7 @@ SEARCH_SPACE = {
     "dropout": {"min": 0.0, "max": 0.5, "step": 0.1, "default": 0.2},
     "learning_rate": {"min": 5e-4, "max": 5e-3, "sampling": "log", "default": 2e-3},
     "weighting": ["equal", "uncertainty"],
+    "char_features": [False, True],
 }
 
 RECIPE = Recipe(
@@ -163,7 +178,7 @@ RECIPE = Recipe(
     defaults=DEFAULTS,
     quick=QUICK,
     data_settings=("source", "num_sentences", "crf"),
-    model_settings=("layout", "embedding_dim", "units", "label_embedding_dim", "dropout"),
+    model_settings=("layout", "embedding_dim", "units", "label_embedding_dim", "dropout", "char_features"),
     derived_settings=("tasks", "vocabulary", "levels"),
     search_space=SEARCH_SPACE,
     sources=SOURCE_HELP,

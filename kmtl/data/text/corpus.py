@@ -45,6 +45,56 @@ def check_sentences(sentences: Sequence[Mapping], columns: Sequence[str] = ()) -
     return checked
 
 
+def mix_corpora(corpora: Sequence[Sequence[Mapping]],
+                columns: Sequence[Mapping[str, str] | None] | None = None) -> list[dict]:
+    """One corpus from several annotated for different layers (e.g. one for POS and chunks, one for entities).
+
+    Every sentence keeps the tags its corpus has; the columns only other corpora have are missing for the whole
+    sentence (`None`), and tags missing inside a sentence (`None`) stay missing, so a task's loss reads each sentence's
+    labels where they exist: a softmax task skips the missing tokens, a CRF task (`kmtl.losses.CRFLoss`) sums over
+    their tags. Batch the result with `text_dataset(..., shuffle=True)` and the corpora mix in every batch.
+
+    Args:
+        corpora: lists of sentences in kmtl's format.
+        columns: per corpus, `None` (its columns as they are) or a dict `{column of the mix: column of that corpus}`
+            that renames columns and keeps only those (e.g. `{"pos": "upos"}` for a CoNLL-U corpus beside a
+            CoNLL-2000 one).
+
+    Returns:
+        The sentences of every corpus, in order, each with `tokens` and every column of the mix.
+
+    Raises:
+        ValueError: naming the corpus, and the sentence or column, that does not fit.
+
+    Example:
+
+    >>> mixed = mix_corpora([[{"tokens": ["a"], "pos": ["DET"]}], [{"tokens": ["Ada"], "ner": ["B-PER"]}]])
+    >>> mixed[1]
+    {'tokens': ['Ada'], 'pos': None, 'ner': ['B-PER']}
+    """
+    corpora = list(corpora)
+    columns = [None] * len(corpora) if columns is None else list(columns)
+    if len(columns) != len(corpora):
+        raise ValueError(f"Invalid value for `columns`. Expected one entry (dict or None) per corpus, "
+                         f"{len(corpora)} in all. Received: {len(columns)} entries")
+    renamed = []
+    for index, (corpus, names) in enumerate(zip(corpora, columns)):
+        present = list(dict.fromkeys(c for s in corpus if isinstance(s, Mapping) for c in s if c != TOKENS))
+        names = {c: c for c in present} if names is None else dict(names)
+        absent = sorted(source for source in names.values() if corpus and source not in present)
+        if absent:
+            raise ValueError(f"Corpus {index}: columns {absent} are in none of its sentences. Expected some of "
+                             f"{present}. Received: columns={names}")
+        try:
+            checked = check_sentences(corpus, list(names.values()))
+        except ValueError as error:
+            raise ValueError(f"Corpus {index}: {error}") from None
+        renamed.append([{TOKENS: list(s[TOKENS]), **{mixed: s.get(source) for mixed, source in names.items()}}
+                        for s in checked])
+    every = list(dict.fromkeys(c for corpus in renamed for s in corpus for c in s if c != TOKENS))
+    return [{TOKENS: s[TOKENS], **{c: s.get(c) for c in every}} for corpus in renamed for s in corpus]
+
+
 def tag_vocabulary(sentences: Sequence[Mapping], column: str) -> list[str]:
     """The sorted tags of `column` over `sentences` (missing ones left out)."""
     tags = {tag for s in sentences for tag in (s.get(column) or ()) if tag is not None}
@@ -60,6 +110,17 @@ def token_vocabulary(sentences: Sequence[Mapping], min_count: int = 1, max_size:
         for token in sentence[TOKENS]:
             counts[token] = counts.get(token, 0) + 1
     ranked = sorted((t for t, c in counts.items() if c >= min_count), key=lambda t: (-counts[t], t))
+    return ranked[:max_size] if max_size is not None else ranked
+
+
+def character_vocabulary(tokens: Sequence[str], max_size: int | None = None) -> list[str]:
+    """The characters of `tokens` (e.g. a token vocabulary), most frequent first (ties in code-point order), at
+    most `max_size`: the vocabulary of `kmtl.layers.CharacterCNN`."""
+    counts: dict[str, int] = {}
+    for token in tokens:
+        for character in token:
+            counts[character] = counts.get(character, 0) + 1
+    ranked = sorted(counts, key=lambda c: (-counts[c], c))
     return ranked[:max_size] if max_size is not None else ranked
 
 
