@@ -31,6 +31,12 @@ def _luminance(images, xs, ys):
     return images[np.arange(len(images)), rows, cols].mean(axis=-1)
 
 
+def _cheek_y(lm):
+    """A height on the bare cheek: 60% of the way down from the eyes to the mouth corners (below glasses frames
+    and narrowed smiling eyes, above beards and the nose-to-mouth folds)."""
+    return lm[:, 1] + 0.6 * (lm[:, 7] - lm[:, 1])
+
+
 def test_public_names():
     # The whole of kmtl.data is pinned in test_public_api.py; these are the face names.
     assert {
@@ -83,17 +89,47 @@ def test_more_examples_than_one_chunk_are_deterministic():
     np.testing.assert_array_equal(images, generate_faces(300, image_size=16, seed=1)[0])
 
 
-def test_class_balance():
-    _, labels = generate_faces(500, image_size=16, seed=0)
+@pytest.fixture(scope="module")
+def many():
+    """Enough small faces for the labels' frequencies and correlations."""
+    return generate_faces(2000, image_size=16, seed=0)
+
+
+def test_class_balance(many):
+    _, labels = many
     for name, num_classes in NUM_CLASSES.items():
-        freqs = np.bincount(labels[name], minlength=num_classes) / 500
+        freqs = np.bincount(labels[name], minlength=num_classes) / len(labels[name])
         assert freqs.min() >= 0.1, (name, freqs)
 
 
-def test_gray_hair_more_likely_with_age():
-    _, labels = generate_faces(500, image_size=16, seed=0)
-    gray = labels["hair_colour"] == 3
-    assert labels["age"][gray].mean() > labels["age"][~gray].mean() + 5
+def test_attributes_correlate_like_real_faces(many):
+    _, labels = many
+    age, yaw = labels["age"][:, 0], labels["head_pose"][:, 0]
+    old, gray = age > 50, labels["hair_colour"] == 3
+    assert labels["age"][gray].mean() > labels["age"][~gray].mean() + 15
+    assert gray[age < 35].mean() < 0.02 and gray[age > 65].mean() > 0.9
+    blond, white = labels["hair_colour"] == 1, labels["ethnicity"] == 0
+    assert blond[white].mean() > 0.25 and blond[~white].mean() < 0.06
+    glasses = labels["eyeglasses"] == 1
+    assert glasses[old].mean() > glasses[~old].mean() + 0.1
+    smiling, frontal = labels["smiling"] == 1, np.abs(yaw) < 10
+    assert smiling[frontal].mean() > smiling[np.abs(yaw) > 25].mean() + 0.1
+    male = labels["gender"] == 1
+    assert smiling[~male].mean() > smiling[male].mean() + 0.08
+    # Independent factors stay independent: gender of age, pose of age, glasses of gender.
+    assert abs(age[male].mean() - age[~male].mean()) < 2.0
+    assert abs(np.corrcoef(age, np.abs(yaw))[0, 1]) < 0.08
+    assert abs(glasses[male].mean() - glasses[~male].mean()) < 0.05
+    # Most faces look at the camera: yaw concentrates near 0 (a uniform yaw has |yaw| < 10 in a quarter of faces).
+    assert frontal.mean() > 0.33
+
+
+def test_roll_turns_the_landmarks(many):
+    _, labels = many
+    lm = labels["landmarks"]
+    angle = np.degrees(np.arctan2(lm[:, 3] - lm[:, 1], lm[:, 2] - lm[:, 0]))  # of the line through the eyes
+    assert np.abs(angle).max() <= 12.0 + 1e-3 and np.abs(angle).max() > 9.0
+    assert 3.0 < angle.std() < 6.0  # 12 * 2 * sd(Beta(2, 2)) = 5.4 degrees for the roll that turns the eyes
 
 
 def test_landmarks_in_anatomical_order(clean):
@@ -110,7 +146,7 @@ def test_eyes_and_nose_are_drawn_at_their_landmarks(clean):
     frontal = np.abs(labels["head_pose"][:, 0]) < 25
     assert frontal.sum() > 100
     images, lm = images[frontal], lm[frontal]
-    cheek_y = (lm[:, 1] + lm[:, 7]) / 2  # halfway between the eyes and the mouth corners
+    cheek_y = _cheek_y(lm)
     for x_col, y_col in ((0, 1), (2, 3)):
         eye = _luminance(images, lm[:, x_col], lm[:, y_col])
         cheek = _luminance(images, lm[:, x_col], cheek_y)
@@ -124,7 +160,7 @@ def test_glasses_bridge_between_the_eyes(clean):
     images, labels = clean
     lm = labels["landmarks"]
     middle = _luminance(images, (lm[:, 0] + lm[:, 2]) / 2, (lm[:, 1] + lm[:, 3]) / 2)
-    cheek = _luminance(images, lm[:, 0], (lm[:, 1] + lm[:, 7]) / 2)
+    cheek = _luminance(images, lm[:, 0], _cheek_y(lm))
     glasses = labels["eyeglasses"] == 1
     assert np.all(middle[glasses] < 0.8 * cheek[glasses])
     assert np.all(middle[~glasses] > 0.8 * cheek[~glasses])
@@ -133,7 +169,11 @@ def test_glasses_bridge_between_the_eyes(clean):
 def test_negative_yaw_moves_the_nose_left(clean):
     _, labels = clean
     yaw, lm = labels["head_pose"][:, 0], labels["landmarks"]
-    offset = lm[:, 4] - (lm[:, 0] + lm[:, 2]) / 2  # nose x minus the eyes' midpoint x
+    # The nose's offset from the eyes' midpoint along the line through the eyes, which in-plane roll turns with
+    # the face (so the offset does not depend on roll).
+    eye_axis = lm[:, 2:4] - lm[:, 0:2]
+    eye_axis /= np.linalg.norm(eye_axis, axis=1, keepdims=True)
+    offset = np.sum((lm[:, 4:6] - (lm[:, 0:2] + lm[:, 2:4]) / 2) * eye_axis, axis=1)
     turned = np.abs(yaw) > 1
     np.testing.assert_array_equal(np.sign(offset[turned]), np.sign(yaw[turned]))
     assert np.corrcoef(yaw, offset)[0, 1] > 0.95
