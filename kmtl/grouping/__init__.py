@@ -1,0 +1,16 @@
+"""Learned task grouping: which tasks should share layers, from their affinity in a short joint training.
+
+- `suggest(model_or_build_fn, data)`: measures inter-task affinity (lookahead loss change, Fifty et al. 2021, or
+  gradient cosine similarity) and returns a `TaskGrouping`: the groups, the affinity matrix, a heatmap and the
+  branched model to build.
+- `branched(inputs, features, tasks, groups)`: a trunk shared by all tasks, one branch per group, a head per task.
+- `best_partitions(affinity, max_groups)`, `partition_score(affinity, groups)`: the partition search on its own.
+
+See docs/grouping.md.
+"""
+
+from kmtl.grouping.branched import branched
+from kmtl.grouping.partition import best_partitions, partition_score
+from kmtl.grouping.suggest import TaskGrouping, suggest
+
+__all__ = ["TaskGrouping", "best_partitions", "branched", "partition_score", "suggest"]

@@ -1,0 +1,116 @@
+"""A branched architecture: a trunk shared by all tasks, one branch per group of tasks, one head per task."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+
+from kmtl._checks import check_widths
+from kmtl.heads import task_head
+from kmtl.model import MultiTaskModel
+from kmtl.tasks import Task, validate_task_list
+
+
+def branched(
+    inputs,
+    features,
+    tasks: Sequence[Task],
+    groups: Sequence[Sequence[str]],
+    *,
+    branch_units: Sequence[int] = (32,),
+    activation: str = "relu",
+    head_units: Sequence[int] = (),
+    dropout: float = 0.0,
+    name: str = "branched",
+) -> MultiTaskModel:
+    """Builds a branched multi-task model: the tasks of each group share a branch after the common trunk.
+
+    `features` is the trunk (shared by every task). Group `g` (counted from 1) gets a branch `branch_<g>`, a
+    `keras.Sequential` of Dense layers `branch_<g>_dense_<i>` of widths `branch_units`, on top of it; each task's head
+    reads its group's branch. So the trunk is shared by all tasks, a branch by the tasks of its group (a one-task
+    group's branch is that task's own), and the heads by none. One group of all tasks is hard sharing with a deeper
+    trunk; one group per task is a trunk with a tower per task. `kmtl.grouping.suggest` chooses the groups.
+
+    Args:
+        inputs: Keras input tensor(s) of the model.
+        features: symbolic tensor `(batch, d)` computed from `inputs` by any Keras layers (the shared trunk).
+        tasks: list of `kmtl.Task`.
+        groups: list of lists of task names; every task in exactly one group.
+        branch_units: sequence of int. Widths of each branch's Dense layers (at least one).
+        activation: str. Activation of the branch layers and the heads' hidden layers.
+        head_units: sequence of int. Hidden widths of every task head.
+        dropout: float. Dropout after each hidden head layer.
+        name: str. Model name.
+
+    Returns:
+        `MultiTaskModel` whose outputs are keyed by task name.
+
+    Raises:
+        ValueError: when a group is empty, names an unknown task or a task twice, or a task is in no group; for
+            invalid widths.
+
+    Example:
+
+    >>> import keras, kmtl
+    >>> x = keras.Input((8,), name="x")
+    >>> trunk = keras.layers.Dense(16, activation="relu", name="trunk")(x)
+    >>> tasks = [kmtl.Task(name, "regression") for name in ("a", "b", "c")]
+    >>> model = kmtl.grouping.branched(x, trunk, tasks, [["a", "b"], ["c"]], branch_units=(8,))
+    >>> sorted(model.output)
+    ['a', 'b', 'c']
+
+    Reference:
+        Lu, Kumar, Zhai, Cheng, Javidi, Feris (2017). Fully-Adaptive Feature Sharing in Multi-Task Networks with
+        Applications in Person Attribute Classification. CVPR (branches shared by groups of tasks).
+    """
+    tasks = validate_task_list(tasks)
+    groups = check_groups(groups, [t.name for t in tasks])
+    branch_units = check_widths("branch_units", branch_units, allow_empty=False)
+    head_units = check_widths("head_units", head_units)
+    by_name = {t.name: t for t in tasks}
+    outputs = {}
+    for number, group in enumerate(groups, start=1):
+        branch = keras.Sequential(
+            [
+                keras.layers.Dense(width, activation=activation, name=f"branch_{number}_dense_{i}")
+                for i, width in enumerate(branch_units, start=1)
+            ],
+            name=f"branch_{number}",
+        )(features)
+        for task_name in group:
+            outputs[task_name] = task_head(
+                by_name[task_name], branch, head_units, activation=activation, dropout=dropout
+            )
+    return MultiTaskModel(inputs, {t.name: outputs[t.name] for t in tasks}, name=name, tasks=tasks)
+
+
+def check_groups(groups, task_names: Sequence[str]) -> list[list[str]]:
+    """`groups` as a list of lists of task names, after checking that they partition `task_names`."""
+    if isinstance(groups, (str, bytes)) or not all(
+        isinstance(g, (list, tuple)) and all(isinstance(n, str) for n in g) for g in groups
+    ):
+        raise ValueError(
+            "Invalid value for `groups`. Expected a list of lists of task names, e.g. [['a', 'b'], ['c']]. "
+            f"Received: groups={groups!r}"
+        )
+    groups = [list(g) for g in groups]
+    seen = [n for g in groups for n in g]
+    problems = []
+    if any(not g for g in groups):
+        problems.append("an empty group")
+    unknown = sorted({n for n in seen if n not in task_names})
+    if unknown:
+        problems.append(f"unknown task(s) {unknown}")
+    twice = sorted({n for n in seen if seen.count(n) > 1})
+    if twice:
+        problems.append(f"task(s) {twice} in several groups")
+    missing = [n for n in task_names if n not in seen]
+    if missing:
+        problems.append(f"task(s) {missing} in no group")
+    if problems:
+        raise ValueError(
+            f"Invalid value for `groups`: {'; '.join(problems)}. Expected every task of {list(task_names)} in "
+            f"exactly one non-empty group. Received: groups={groups!r}"
+        )
+    return groups
