@@ -47,7 +47,7 @@ from kmtl.recipes.mixed_effects._data import (
     load_sleepstudy,
     make_tasks,
 )
-from kmtl.recipes.mixed_effects._report import DAYS_SCALE, estimates, fit_mixedlm, report
+from kmtl.recipes.mixed_effects._report import DAYS_SCALE, ROWS, estimates, fit_mixedlm, report
 
 NAME = "mixed-effects"
 DESCRIPTION = "Random intercepts and slopes per subject (sleep study), checked against statsmodels' MixedLM."
@@ -178,7 +178,7 @@ RECIPE = Recipe(
     quick=QUICK,
     data_settings=("source", "num_subjects", "passes_per_epoch"),
     model_settings=("posterior", "prior_stddev"),
-    derived_settings=("num_groups", "num_observations"),
+    derived_settings=("num_groups", "num_observations", "tasks"),
     search_space=SEARCH_SPACE,
     sources="synthetic (default), sleepstudy",
     baselines=baselines,
@@ -190,6 +190,7 @@ __all__ = [
     "NAME",
     "QUICK",
     "RECIPE",
+    "ROWS",
     "SOURCES",
     "TASKS",
     "TRUE_VALUES",

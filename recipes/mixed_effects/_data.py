@@ -201,8 +201,8 @@ def load_data(
         tasks: names of the tasks to keep (default: both).
 
     Returns:
-        `MixedEffectsData`; `model_settings` holds `num_groups` (subjects) and `num_observations` (labelled
-        training rows per task).
+        `MixedEffectsData`; `model_settings` holds `num_groups` (subjects), `num_observations` (labelled
+        training rows per task) and the kept `tasks`.
     """
     import tensorflow as tf
 
@@ -225,6 +225,6 @@ def load_data(
         datasets.append(ds.prefetch(tf.data.AUTOTUNE))
     train_labels = labels(parts[0], keep)
     counts = {name: int(np.sum(~np.isnan(values))) for name, values in train_labels.items()}
-    settings = {"num_groups": len(data.subject_ids), "num_observations": counts}
     chosen = [t for t in make_tasks() if t.name in keep]
+    settings = {"num_groups": len(data.subject_ids), "num_observations": counts, "tasks": chosen}
     return MixedEffectsData(*datasets, tasks=chosen, model_settings=settings, parts=parts)
