@@ -252,3 +252,104 @@ def test_undefined_scores_make_delta_m_nan_and_are_named():
     assert "Δm = nan" in table and "Undefined for a:" in table
     row = next(line for line in table.splitlines() if line.startswith("a "))
     assert row.split()[-6:] == ["nan", "0.8000", "nan", "-", "-", "n/a"]
+
+
+# === Label fractions ===
+
+
+def test_mask_labels_keeps_the_fraction_deterministically_nested_and_per_example():
+    from kmtl.evaluation.label_fraction import mask_labels
+
+    n = 4000
+    tasks = [kmtl.Task("a", "binary"), kmtl.Task("r", "regression"),
+             kmtl.Task("s", "multiclass", num_classes=3, per_step=True)]
+    y = {"a": np.ones(n, "int32"), "r": np.ones((n, 1), "float32"), "s": np.zeros((n, 5), "int32")}
+    y["a"][:100] = -1  # missing already
+    kept = {}
+    for fraction in (0.3, 0.03):
+        masked = mask_labels(y, tasks, fraction, seed=7)
+        count = int((masked["a"][100:] == 1).sum())
+        low, high = stats.binom.ppf([0.0005, 0.9995], n - 100, fraction)  # a 99.9% binomial interval
+        assert low <= count <= high
+        assert (masked["a"][:100] == -1).all()
+        assert np.isnan(masked["r"][:, 0]).sum() == pytest.approx(n * (1 - fraction), rel=0.1)
+        steps = masked["s"]
+        assert ((steps == 0).all(axis=1) | (steps == -1).all(axis=1)).all()  # whole sequences kept or dropped
+        kept[fraction] = masked["a"] == 1
+    assert (kept[0.03] <= kept[0.3]).all()  # nested: the labels kept at 0.03 are kept at 0.3
+    again, other = mask_labels(y, tasks, 0.3, seed=7), mask_labels(y, tasks, 0.3, seed=8)
+    np.testing.assert_array_equal(again["a"] == 1, kept[0.3])
+    assert not np.array_equal(other["a"] == 1, kept[0.3])
+    assert not np.array_equal(np.isnan(again["r"][:, 0]), again["a"] == -1)  # tasks drawn independently
+    assert (y["a"][100:] == 1).all() and mask_labels(y, tasks, 1.0, seed=7)["a"] is not y["a"]
+
+
+@pytest.mark.slow  # reads tf.data pipelines three times: about 3 s on 2 cores
+def test_masked_training_labels_are_the_same_for_every_model_of_a_repeat(tiny_recipe):
+    from kmtl.app.compare import _Runs
+    from kmtl.evaluation.arrays import collect_examples
+
+    tasks = _tasks()[:2]
+    runs = _Runs(tiny_recipe, tiny_recipe.settings(quick=True), 0, resplit=False)
+    train, val, test = runs.masked(3, tasks, 0.5)
+    both = collect_examples(train(["a", "r"]), tasks)[1]
+    single = collect_examples(train(["a"]), tasks[:1])[1]
+    np.testing.assert_array_equal(both["a"], single["a"])
+    again = collect_examples(runs.masked(3, tasks, 0.5)[0](["a", "r"]), tasks)[1]
+    np.testing.assert_array_equal(again["a"], both["a"])
+    assert 0 < (both["a"] == -1).sum() < len(both["a"])
+    validation = collect_examples(val(["a"]), tasks[:1])[1]
+    assert (validation["a"] != -1).all()  # validation labels untouched
+
+
+@pytest.mark.parametrize("text", ["0", "1.5", "", ",", "a", "0.3,-1", "0.3,"])
+def test_cli_label_fraction_refuses_bad_values(text, capsys):
+    from kmtl.app.cli import main
+
+    with pytest.raises(SystemExit) as raised:
+        main(["compare", "facial-attributes", "--label-fraction", text])
+    error = capsys.readouterr().err
+    assert raised.value.code == 2
+    assert f"argument --label-fraction: expected a comma-separated list of fractions in (0, 1], got {text!r}" in error
+
+
+def test_cli_compare_flags_parse():
+    from kmtl.app.cli import build_parser
+
+    args = build_parser().parse_args(["compare", "facial-attributes", "--label-fraction", "1,0.3,0.1,0.03",
+                                      "--repeats", "3", "--resplit", "--plot", "f.png", "--no-classical"])
+    assert args.label_fractions == [1.0, 0.3, 0.1, 0.03] and args.repeats == 3 and args.resplit
+    assert args.plot == "f.png" and args.classical is False
+    defaults = build_parser().parse_args(["compare", "facial-attributes"])
+    assert defaults.label_fractions is None and not defaults.resplit and defaults.classical
+
+
+def test_compare_checks_fractions_and_the_plot_path_before_training(tiny_recipe, tmp_path):
+    from kmtl.app.compare import compare_recipe
+
+    with pytest.raises(ValueError, match=r"Expected fractions in \(0, 1\]"):
+        compare_recipe("tiny", label_fractions=[0.5, 0.0])
+    with pytest.raises(ValueError, match="Expected at least one fraction"):
+        compare_recipe("tiny", label_fractions=[])
+    with pytest.raises(ValueError, match="pass `label_fractions` too"):
+        compare_recipe("tiny", plot=tmp_path / "p.png")
+    (tmp_path / "p.png").write_bytes(b"mine")
+    with pytest.raises(FileExistsError, match="Refusing to overwrite"):
+        compare_recipe("tiny", label_fractions=[1.0], plot=tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes() == b"mine"
+
+
+@pytest.mark.slow  # trains 12 tiny models eagerly (2 fractions x 2 repeats x 3 models): about 15 s on 2 cores
+def test_compare_recipe_over_label_fractions_with_a_plot(tiny_recipe, tmp_path):
+    from kmtl.app.compare import compare_recipe
+
+    result = compare_recipe("tiny", quick=True, repeats=2, label_fractions=[0.5, 1], classical=False,
+                            plot=tmp_path / "fractions.png")
+    assert result.fractions == [1.0, 0.5]
+    for comparison in result.results.values():
+        assert comparison.seeds == [0, 1] and len(comparison.runs) == 6
+        assert len({run["steps"] for run in comparison.runs}) == 1  # the same budget for every model
+        assert len(comparison["a"].trivial) == 2 and comparison["a"].classical is None
+    assert (tmp_path / "fractions.png").read_bytes()[:4] == b"\x89PNG"
+    summary = result.summary().splitlines()
+    assert summary[1].split()[:3] == ["label", "fraction", "Δm"] and summary[3].split()[0] == "1"

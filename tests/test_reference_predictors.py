@@ -137,3 +137,30 @@ def test_interval_and_paired_test_against_scipy():
     assert math.isnan(mean_interval([1.0])[1]) and math.isnan(paired_p_value([0.1]))
     assert excludes_zero(0.01, 0.2) and excludes_zero(-0.3, -0.01) and not excludes_zero(-0.01, 0.2)
     assert not excludes_zero(float("nan"), float("nan"))
+
+
+# === In reports ===
+
+
+@pytest.mark.slow  # evaluates a tiny model (Keras evaluate and predict): 3-8 s on the shared 2 cores
+def test_evaluate_with_training_data_shows_the_reference_predictors():
+    import keras
+    from tiny import tiny_data, tiny_model
+
+    import kmtl
+
+    tasks = [Task("a", "binary"), Task("b", "regression", units=2)]
+    x, y = tiny_data(tasks, n=60, seed=1)
+    model = tiny_model(tasks=tasks, run_eagerly=True)  # untrained: no better than the prior; eager: no tracing
+    train, test = (x[20:], {k: v[20:] for k, v in y.items()}), (x[:20], {k: v[:20] for k, v in y.items()})
+    report = kmtl.evaluate(model, *test, train_data=train, classical=False)
+    expected = trivial_scores(tasks, train, test)
+    assert report.references["a"]["trivial"].scores == expected["a"].scores
+    assert report.references["b"]["metric"] == "mae" and report.references["b"]["classical"] is None
+    table = report.table()
+    assert "Reference predictors fitted on the training split" in table
+    row = next(line for line in table.splitlines() if line.startswith("b ") and "median" in line)
+    assert f"{expected['b'].scores['mae']:.4f} median" in row
+    assert "Not clearly better than the trivial predictor:" in table
+    assert kmtl.evaluate(model, *test).references is None
+    keras.backend.clear_session()
