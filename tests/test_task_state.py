@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import kmtl
-from kmtl.losses import masked_loss
+from kmtl.losses import label_entries, masked_loss
 from kmtl.losses.masked import stacked_masked_losses
-from kmtl.model.task_state import TaskState, TaskTrackers, loss_groups
+from kmtl.model.task_state import TaskState, TaskTrackers, TrackedValue, loss_groups, update_metric
 
 
 def _tasks():
@@ -99,7 +99,7 @@ def test_model_metric_variables_do_not_grow_per_task_for_trackers():
     # Keras's loss tracker (2 variables) and the tasks' one vector (held by the first tracked value, so that
     # `metrics_variables`, which backups save and distribution strategies sync, has it once).
     assert sum(len(m.variables) for m in model.metrics) == 3
-    assert len(model.metrics[1].trackers.variables) == 1
+    assert len(model.metrics[1].source.variables) == 1
     rng = np.random.default_rng(0)
     data = rng.normal(size=(8, 3)).astype("float32")
     labels = {t.name: rng.normal(size=(8, 1)).astype("float32") for t in tasks}
@@ -107,3 +107,79 @@ def test_model_metric_variables_do_not_grow_per_task_for_trackers():
     assert sorted(logs) == sorted(model.metrics_names)
     np.testing.assert_allclose(logs["loss"], sum(logs[f"t{i}_loss"] for i in range(6)), rtol=1e-5)
     assert all(logs[f"t{i}_weight"] == 1.0 for i in range(6))
+
+
+def _metric_tasks():
+    return [
+        kmtl.Task("a", "binary"),
+        kmtl.Task("b", "binary"),
+        kmtl.Task("c", "multiclass", num_classes=3, metrics=["accuracy", "top_2_accuracy", "crossentropy"]),
+        kmtl.Task("d", "multiclass", num_classes=3, metrics=["accuracy", "top_2_accuracy", "crossentropy"]),
+        kmtl.Task("e", "regression", metrics=["mae", "rmse", "mse"]),
+        kmtl.Task("f", "regression", metrics=["mae", "rmse", "mse"]),
+        kmtl.Task("g", "binary", metrics=["accuracy", keras.metrics.AUC(num_thresholds=50, summation_method="minoring")]),
+        kmtl.Task("h", "binary", metrics=["accuracy", keras.metrics.AUC(curve="PR")]),  # no grouped PR AUC
+        kmtl.Task("s", "binary", per_step=True),
+    ]
+
+
+def test_grouped_metrics_equal_each_tasks_own():
+    tasks = _metric_tasks()
+    state = TaskState(tasks, {}, {})
+    grouped = [[tasks[i].name for i in indices] for indices, _ in state.metric_groups]
+    assert grouped == [["a", "b"], ["c", "d"], ["e", "f"], ["g"]]
+    assert state.metrics["h"] and state.metrics["s"] and not state.metrics["a"]
+    rng = np.random.default_rng(2)
+    # Per-task weights, one task without: the shared-weight case is the same columns.
+    weight = {t.name: rng.uniform(size=(16,)).astype("float32") for t in tasks if t.name != "b"}
+    own = {t.name: kmtl.metrics.resolve_metrics(t) for t in tasks}
+    model_like = kmtl.MultiTaskModel.compute_metrics
+    for batch_seed in (0, 1):  # two batches: the means accumulate
+        y, p = _batch(tasks, seed=batch_seed)
+        for t in tasks:
+            w = weight.get(t.name) if isinstance(weight, dict) else weight
+            entries = label_entries(t, y[t.name], p[t.name], w)
+            for metric in own[t.name]:
+                update_metric(t, metric, y[t.name], p[t.name], w, entries)
+        holder = type("Holder", (), {"_tasks": tasks, "_task_state": state, "_require_compiled": lambda self: state,
+                                     "metrics": state.all_metrics(),
+                                     "get_metrics_result": kmtl.MultiTaskModel.get_metrics_result})()
+        got = model_like(holder, None, y, p, weight)
+    expected = {m.name: float(m.result()) for t in tasks for m in own[t.name]}
+    assert list(got) == [f"{t}_{k}" for t in "abcdefghs" for k in ("loss", "weight")] + list(expected)
+    for name, value in expected.items():
+        np.testing.assert_allclose(float(got[name]), value, rtol=1e-6, atol=1e-7, err_msg=name)
+    assert all(isinstance(m, TrackedValue) for m in state.logged["a"])
+
+
+def test_grouped_losses_with_per_task_weights_equal_each_tasks():
+    tasks = _tasks()
+    state = TaskState(tasks, {}, {})
+    y, p = _batch(tasks)
+    rng = np.random.default_rng(3)
+    weights = {t.name: rng.uniform(size=(16,)).astype("float32") for t in tasks if t.name not in ("b", "s")}
+    holder = type("Holder", (), {"_tasks": tasks, "_require_compiled": lambda self: state})()
+    got = kmtl.MultiTaskModel.task_losses(holder, y, p, weights)
+    for i, task in enumerate(tasks):
+        expected = masked_loss(task, state.loss_fns[task.name], y[task.name], p[task.name], weights.get(task.name))
+        np.testing.assert_allclose(float(got[i]), float(expected), rtol=1e-6, atol=1e-7, err_msg=task.name)
+
+
+@pytest.mark.slow
+def test_grouped_metrics_in_a_model_keep_names_and_variables_per_group():
+    tasks = [kmtl.Task(f"t{i}", "binary") for i in range(5)]
+    x = keras.Input((3,))
+    model = kmtl.builders.hard_sharing(x, keras.layers.Dense(4)(x), tasks)
+    model.compile(optimizer="sgd")
+    names = ["loss"] + [f"t{i}_{k}" for i in range(5) for k in ("loss", "weight")]
+    names += [f"t{i}_{k}" for i in range(5) for k in ("accuracy", "auc")]
+    assert model.metrics_names == names
+    # Keras's loss tracker (2), the trackers' vector (1), one grouped accuracy (2), one grouped AUC (4).
+    assert sum(len(m.variables) for m in model.metrics) == 9
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(32, 3)).astype("float32")
+    labels = {t.name: rng.integers(-1, 2, (32, 1)).astype("float32") for t in tasks}
+    history = model.fit(data, labels, epochs=1, batch_size=16, verbose=0)
+    assert sorted(history.history) == sorted(names)
+    assert sorted(model.evaluate(data, labels, verbose=0, return_dict=True)) == sorted(names)
+    assert len(model.train_on_batch(data, labels)) == len(names)  # a list in `metrics_names` order

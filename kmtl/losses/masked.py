@@ -150,40 +150,86 @@ def _sequence_loss(task: Task, token_values: Callable, y_true, y_pred, sample_we
     return total / ops.maximum(ops.sum(present), 1.0)
 
 
+def stacked_label_entries(tasks, y_trues, y_preds, sample_weight=None):
+    """The label entries of several alike tasks as matrices with a task axis: `label_entries` for all at once.
+
+    The tasks must have one label entry per example (binary, multiclass, or one-output regression and multilabel),
+    neither `per_step` nor `per_pixel`, and the same kind, output width and missing marker. Labels and predictions
+    are joined with one op each (no op per task when they already have the `(batch, 1)` and `(batch, units)` shapes
+    heads and datasets give them).
+
+    Args:
+        tasks: list of G alike `Task`s.
+        y_trues: list of G label tensors, `(batch,)` or `(batch, 1)`.
+        y_preds: list of G prediction tensors, `(batch, units)`; a Keras mask on one `(batch,)` marks its masked
+            examples missing.
+        sample_weight: optional weights `(batch,)` shared by the tasks, or a list of G such weights or None.
+
+    Returns:
+        Tuple `(y_true, y_pred, present, weights)`: labels `(batch, G)` with missing entries filled with 0 (a
+        multiclass task's class ids; the other kinds' labels cast to the predictions' dtype), predictions
+        `(batch, G, units)`, and float32 `(batch, G)` matrices: 1 where a label is present, and `present` times the
+        sample weight.
+    """
+    first = tasks[0]
+    masks = [keras_mask(y) for y in y_preds]  # read before any op: new tensors do not carry it
+    y_trues = [ops.convert_to_tensor(y) for y in y_trues]
+    dtypes = {y.dtype for y in y_trues}
+    dtype = y_trues[0].dtype if len(dtypes) == 1 else "float32"
+    y_trues = [y if y.dtype == dtype else ops.cast(y, dtype) for y in y_trues]
+    if all(len(y.shape) == 2 and y.shape[1] == 1 for y in y_trues):
+        y_true = ops.concatenate(y_trues, axis=1)  # (batch, G)
+    else:
+        y_true = ops.stack([ops.reshape(y, (-1,)) for y in y_trues], axis=1)
+    units = first.output_units
+    y_preds = [ops.convert_to_tensor(y) for y in y_preds]
+    y_preds = [y if len(y.shape) == 2 and y.shape[1] == units else ops.reshape(y, (-1, units)) for y in y_preds]
+    y_pred = ops.stack(y_preds, axis=1)  # (batch, G, units)
+    present = present_mask(first, y_true)
+    y_true = ops.where(present, y_true, ops.zeros_like(y_true))
+    if first.kind != "multiclass":
+        y_true = ops.cast(y_true, y_pred.dtype)
+    present = ops.cast(present, "float32")
+    if any(m is not None for m in masks):
+        ones = ops.ones_like(present[:, 0])
+        present = present * ops.stack([ones if m is None else _as_column(m) for m in masks], axis=1)
+    weights = present
+    if isinstance(sample_weight, (list, tuple)):
+        if any(w is not None for w in sample_weight):
+            ones = ops.ones_like(present[:, 0])
+            weights = present * ops.stack([ones if w is None else _as_column(w) for w in sample_weight], axis=1)
+    elif sample_weight is not None:
+        weights = present * ops.reshape(ops.cast(ops.convert_to_tensor(sample_weight), "float32"), (-1, 1))
+    return y_true, y_pred, present, weights
+
+
+def _as_column(values):
+    """A `(batch,)` or `(batch, 1)` mask or weight as a float32 `(batch,)` vector."""
+    return ops.reshape(ops.cast(ops.convert_to_tensor(values), "float32"), (-1,))
+
+
 def stacked_masked_losses(tasks, loss_fn: Callable, y_trues, y_preds, sample_weight=None):
     """`masked_loss` of several alike tasks at once, with one op where the tasks take one op each.
 
-    The tasks must have one label entry per example (binary, multiclass, or one-output regression and multilabel),
-    neither `per_step` nor `per_pixel`, the same kind, output width and missing marker, and share `loss_fn`, a
-    Keras loss that maps the last axis to one value (as every `keras.losses` loss does): their labels become one
-    `(batch, G)` matrix and their predictions one `(batch, G, units)` tensor. Each task's value equals its
-    `masked_loss` (to float round-off: sums run over a matrix's column instead of a vector).
+    The tasks are alike as for `stacked_label_entries`, and share `loss_fn`, a Keras loss that maps the last axis
+    to one value (as every `keras.losses` loss does): their labels become one `(batch, G)` matrix and their
+    predictions one `(batch, G, units)` tensor. Each task's value equals its `masked_loss` (to float round-off: sums
+    run over a matrix's column instead of a vector).
 
     Args:
         tasks: list of G alike `Task`s.
         loss_fn: function returning one value per entry, as from `resolve_loss`.
         y_trues: list of G label tensors, `(batch,)` or `(batch, 1)`.
-        y_preds: list of G prediction tensors, `(batch, units)`, without Keras masks.
-        sample_weight: optional weights `(batch,)` shared by the tasks.
+        y_preds: list of G prediction tensors, `(batch, units)`.
+        sample_weight: optional weights `(batch,)` shared by the tasks, or a list of G such weights or None.
 
     Returns:
         Tuple `(losses, counts)`, float32 tensors `(G,)`: each task's masked mean loss and its number of present
         labels.
     """
-    first = tasks[0]
-    y_trues = [ops.convert_to_tensor(y) for y in y_trues]
-    dtypes = {y.dtype for y in y_trues}
-    dtype = y_trues[0].dtype if len(dtypes) == 1 else "float32"
-    y_true = ops.stack([ops.reshape(ops.cast(y, dtype), (-1,)) for y in y_trues], axis=1)  # (batch, G)
-    y_pred = ops.stack([ops.reshape(y, (-1, first.output_units)) for y in y_preds], axis=1)  # (batch, G, units)
-    present = present_mask(first, y_true)
-    y_true = ops.where(present, y_true, ops.zeros_like(y_true))
-    if first.kind != "multiclass":
-        y_true = ops.expand_dims(ops.cast(y_true, y_pred.dtype), -1)  # (batch, G, 1)
-    present = ops.cast(present, "float32")
-    weights = present
-    if sample_weight is not None:
-        weights = present * ops.reshape(ops.cast(ops.convert_to_tensor(sample_weight), "float32"), (-1, 1))
+    y_true, y_pred, present, weights = stacked_label_entries(tasks, y_trues, y_preds, sample_weight)
+    if tasks[0].kind != "multiclass":
+        y_true = ops.expand_dims(y_true, -1)  # (batch, G, 1)
     if any(t.standardizes_targets for t in tasks):
         offset = ops.convert_to_tensor([[t.target_offset] for t in tasks], dtype=y_pred.dtype)
         scale = ops.convert_to_tensor([[t.target_scale] for t in tasks], dtype=y_pred.dtype)

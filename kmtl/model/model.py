@@ -10,9 +10,8 @@ from keras import ops
 
 from kmtl import _keras_internals
 from kmtl import weighting as weighting_lib
-from kmtl._keras_internals import keras_mask
 from kmtl.losses import label_entries, masked_loss
-from kmtl.losses.masked import stacked_masked_losses
+from kmtl.losses.masked import stacked_label_entries, stacked_masked_losses
 from kmtl.model.gradient_step import GradientStep
 from kmtl.model.gradients import GRADIENT_METHODS
 from kmtl.model.multi_worker import MultiWorkerSupport
@@ -222,30 +221,32 @@ class MultiTaskModel(GradientStep, MultiWorkerSupport, keras.Model):
         """
         state = self._require_compiled()
         context, replicas = replica_context()
-        values, counts = [None] * len(self._tasks), [None] * len(self._tasks)
+        values, counts, order = [], [], []
         for group in state.loss_groups:
             tasks = [self._tasks[i] for i in group]
-            if len(group) > 1 and not isinstance(sample_weight, Mapping) and not any(
-                keras_mask(y_pred[t.name]) is not None for t in tasks
-            ):
-                losses, present = stacked_masked_losses(
-                    tasks,
-                    state.loss_fns[tasks[0].name],
-                    [y[t.name] for t in tasks],
-                    [y_pred[t.name] for t in tasks],
-                    sample_weight,
+            order += group
+            if len(group) > 1:
+                weights = (
+                    [task_sample_weight(sample_weight, t.name) for t in tasks]
+                    if isinstance(sample_weight, Mapping) else sample_weight
                 )
-                for j, i in enumerate(group):
-                    values[i], counts[i] = losses[j], present[j]
+                losses, present = stacked_masked_losses(
+                    tasks, state.loss_fns[tasks[0].name], [y[t.name] for t in tasks], [y_pred[t.name] for t in tasks],
+                    weights,
+                )
+                values.append(losses)
+                counts.append(present)
                 continue
-            for i, task in zip(group, tasks):
-                weight = task_sample_weight(sample_weight, task.name)
-                values[i] = masked_loss(task, state.loss_fns[task.name], y[task.name], y_pred[task.name], weight)
-                if replicas > 1:
-                    counts[i] = ops.sum(label_entries(task, y[task.name], y_pred[task.name], weight)[2])
-        values = ops.stack(values)
+            task = tasks[0]
+            weight = task_sample_weight(sample_weight, task.name)
+            loss = masked_loss(task, state.loss_fns[task.name], y[task.name], y_pred[task.name], weight)
+            values.append(ops.reshape(loss, (1,)))
+            if replicas > 1:
+                present = label_entries(task, y[task.name], y_pred[task.name], weight)[2]
+                counts.append(ops.reshape(ops.sum(present), (1,)))
+        values = _in_task_order(values, order)
         if replicas > 1:
-            counts = ops.stop_gradient(ops.stack(counts))
+            counts = ops.stop_gradient(_in_task_order(counts, order))
             total_counts = context.all_reduce("sum", counts)
             values = values * ops.maximum(counts, 1.0) / ops.maximum(total_counts, 1.0)
         return values
@@ -274,6 +275,17 @@ class MultiTaskModel(GradientStep, MultiWorkerSupport, keras.Model):
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         state = self._require_compiled()
+        for indices, grouped in state.metric_groups:
+            tasks = [self._tasks[i] for i in indices]
+            weights = (
+                [task_sample_weight(sample_weight, t.name) for t in tasks]
+                if isinstance(sample_weight, Mapping) else sample_weight
+            )
+            labels, predictions, _, entry_weights = stacked_label_entries(
+                tasks, [y[t.name] for t in tasks], [y_pred[t.name] for t in tasks], weights
+            )  # once for all their metrics
+            for metric in grouped:
+                metric.update_state(labels, predictions, entry_weights)
         for task in self._tasks:
             if not state.metrics[task.name]:
                 continue
@@ -284,12 +296,15 @@ class MultiTaskModel(GradientStep, MultiWorkerSupport, keras.Model):
         return self.get_metrics_result()
 
     def get_metrics_result(self):
-        """`keras.Model.get_metrics_result`, reading every task's loss and weight tracker in one op."""
-        results = {}
+        """`keras.Model.get_metrics_result`, reading every source of several values (the task trackers, grouped
+        metrics) in one op, the values in the order of `metrics`."""
+        results, sources = {}, {}
         for metric in self.metrics:
             if isinstance(metric, TrackedValue):
-                if metric.slot == 0:
-                    results.update(metric.trackers.result())
+                key = id(metric.source)
+                if key not in sources:
+                    sources[key] = metric.source.result()
+                results[metric.name] = sources[key][metric.name]
                 continue
             result = metric.result()
             if isinstance(result, dict):
@@ -310,6 +325,14 @@ class MultiTaskModel(GradientStep, MultiWorkerSupport, keras.Model):
         if self._task_state is None:
             raise RuntimeError("The model is not compiled. Call `model.compile(optimizer, weighting=...)` first.")
         return self._task_state
+
+    def make_train_function(self, force=False):
+        # Without a distribution strategy Keras builds the optimizer inside the first trace of the train step, and
+        # TensorFlow traces a function that created variables a second time: built here, the step traces once
+        # (at T = 128 tasks one trace is seconds). Under a strategy Keras has built it already.
+        if self.built and self.optimizer is not None and not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
+        return super().make_train_function(force=force)
 
     # === Data checks before training ===
 
@@ -368,6 +391,14 @@ class MultiTaskModel(GradientStep, MultiWorkerSupport, keras.Model):
         ]
         graph = keras.Model.from_config(config, custom_objects=custom_objects)
         return cls(inputs=graph.input, outputs=graph.output, name=graph.name, tasks=tasks, penalties=penalties)
+
+
+def _in_task_order(parts, order):
+    """Joins the groups' `(G,)` vectors into one `(T,)` vector in task order: one gather where groups interleave."""
+    joined = parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=0)
+    if order == sorted(order):
+        return joined
+    return ops.take(joined, [order.index(i) for i in range(len(order))], axis=0)
 
 
 class _StrategyEpochEnd(keras.callbacks.Callback):

@@ -9,6 +9,7 @@ from keras import ops
 
 from kmtl.losses import label_entries, resolve_loss
 from kmtl.metrics import resolve_metrics
+from kmtl.metrics.grouped import grouped_metric, has_grouped_form
 
 
 class Untracked:
@@ -23,13 +24,23 @@ class TaskState:
 
     Kept outside Keras's automatic tracking so recompiling replaces it cleanly; `MultiTaskModel.metrics`
     lists its metrics so Keras resets and reports them.
+
+    Alike tasks (`metric_groups`) share one `kmtl.metrics.grouped.GroupedMetric` per metric instead of a metric object
+    each, listed per task as `TrackedValue`s under the names the tasks' own metrics have (`<task>_<metric>`).
+
+    Attributes:
+        loss_fns: dict `{task: loss function}`.
+        metrics: dict `{task: [metrics]}`: the metrics updated task by task (of tasks in no metric group).
+        logged: dict `{task: [metrics]}`: every task's metrics as `Model.metrics` lists them, in the task's order.
+        metric_groups: list of `(task indices, [GroupedMetric])`.
+        loss_groups: list of lists of task indices (see `loss_groups`).
     """
 
     def __init__(self, tasks, loss_overrides, metric_overrides):
         self.loss_fns = {t.name: resolve_loss(loss_overrides.get(t.name, t.loss), task_name=t.name) for t in tasks}
-        self.metrics = {t.name: resolve_metrics(t, metric_overrides.get(t.name)) for t in tasks}
         self.trackers = TaskTrackers([t.name for t in tasks])
         self.loss_groups = loss_groups(tasks, self.loss_fns)
+        self.metric_groups, self.metrics, self.logged = _group_metrics(tasks, metric_overrides)
 
     def update_loss_trackers(self, losses, weights, batch_size):
         """Records one batch; weighted by its size, as Keras weights its own `loss`, so `loss` = sum of tasks'."""
@@ -37,7 +48,7 @@ class TaskState:
 
     def all_metrics(self):
         out = list(self.trackers.views)
-        for task_metrics in self.metrics.values():
+        for task_metrics in self.logged.values():
             out += task_metrics
         return out
 
@@ -65,7 +76,7 @@ class TaskTrackers(keras.metrics.Metric):
         self.keys = [f"{t}_{kind}" for t in self.task_names for kind in ("loss", "weight")]
         # Out of Keras's tracking: a tracked list of metrics would add the first value's variable (see
         # `TrackedValue.variables`) to this metric's own a second time.
-        self._views = Untracked([TrackedValue(self, slot, key) for slot, key in enumerate(self.keys)])
+        self._views = Untracked(tracked_values(self, self.keys))
 
     @property
     def views(self):
@@ -94,36 +105,47 @@ class TaskTrackers(keras.metrics.Metric):
 
 
 class TrackedValue(keras.metrics.Metric):
-    """One value of a `TaskTrackers` (e.g. `age_loss`), listed in a model's `metrics` under its own name.
+    """One value of a metric that holds several (`TaskTrackers`, `GroupedMetric`), listed in a model's `metrics`
+    under its own name (e.g. `age_loss`, `smiling_auc`).
 
-    It holds no variable: resetting the first value of a `TaskTrackers` resets all of them, the others' resets cost
-    nothing; `MultiTaskModel.get_metrics_result` reads all values at once from the `TaskTrackers`.
+    It holds no variable: resetting the first value of a source resets all of them, the others' resets cost nothing;
+    `MultiTaskModel.get_metrics_result` reads all values at once from the source, whose `result()` is a dict.
+
+    Args:
+        source: the metric holding the values; its `result()` is a dict with a key `name`.
+        slot: int. The value's position among the source's values.
+        name: str. The value's key in the source's result.
     """
 
-    def __init__(self, trackers, slot, name):
+    def __init__(self, source, slot, name):
         super().__init__(name=name)
-        self._trackers = Untracked(trackers)
+        self._source = Untracked(source)
         self.slot = slot
 
     @property
-    def trackers(self):
-        return self._trackers.value
+    def source(self):
+        return self._source.value
 
     @property
     def variables(self):
-        # The first value carries the trackers' one variable, so `Model.metrics_variables` (what backups save and
-        # restore, and what distribution strategies sync) holds it exactly once.
-        return [self.trackers.totals] if self.slot == 0 else []
+        # The first value carries the source's variables, so `Model.metrics_variables` (what backups save and
+        # restore, and what distribution strategies sync) holds them exactly once.
+        return list(self.source.variables) if self.slot == 0 else []
 
     def update_state(self, *args, **kwargs):
-        raise RuntimeError(f"`{self.name}` is updated through its TaskTrackers, all tasks at once.")
+        raise RuntimeError(f"`{self.name}` is updated through its {type(self.source).__name__}, all tasks at once.")
 
     def reset_state(self):
         if self.slot == 0:
-            self.trackers.reset_state()
+            self.source.reset_state()
 
     def result(self):
-        return self.trackers.result()[self.name]
+        return self.source.result()[self.name]
+
+
+def tracked_values(source, keys):
+    """One `TrackedValue` per key of `source`'s result, in order."""
+    return [TrackedValue(source, slot, key) for slot, key in enumerate(keys)]
 
 
 def loss_groups(tasks, loss_fns):
@@ -163,6 +185,55 @@ def _stacking_key(task, loss_fn):
         return None  # a user's function may not broadcast over a task axis
     missing = "nan" if task.missing_is_nan else repr(task.missing)
     return (task.kind, task.output_units, missing, loss_key)
+
+
+def _group_metrics(tasks, overrides):
+    """Resolves the tasks' metrics and groups them: `(metric_groups, per-task metrics, logged metrics)` (see
+    `TaskState`).
+
+    Tasks with one label entry per example, of the same kind, output width and missing marker, asking for the same
+    metrics (names, or metric objects of one type and configuration) that all have a grouped form, share one
+    `GroupedMetric` per metric; so does a single such task (its AUC is then built with the model, not in the first
+    trace). A group resolves its metrics once, for its first task, so T alike tasks do not make T metric objects (and
+    AUC variables) only to drop them. Every other task updates its own metric objects.
+    """
+    specs = {t.name: list(t.metrics if overrides.get(t.name) is None else overrides[t.name]) for t in tasks}
+    keyed = {}
+    for i, task in enumerate(tasks):
+        keyed.setdefault(_metric_key(task, specs[task.name]), []).append(i)
+    groups, own, logged = [], {}, {}
+    for key, indices in keyed.items():
+        first = tasks[indices[0]]
+        metrics = resolve_metrics(first, specs[first.name])
+        if key is None or not all(has_grouped_form(m) for m in metrics):
+            for i in indices:
+                task = tasks[i]
+                own[task.name] = metrics if task is first else resolve_metrics(task, specs[task.name])
+                logged[task.name] = list(own[task.name])
+            continue
+        names = [tasks[i].name for i in indices]
+        suffixes = [m.name[len(first.name) + 1:] for m in metrics]  # resolved names are `<task>_<metric>`
+        grouped = [grouped_metric(m, [f"{name}_{suffix}" for name in names]) for m, suffix in zip(metrics, suffixes)]
+        for name in names:
+            own[name], logged[name] = [], []
+        for metric in grouped:
+            for name, value in zip(names, tracked_values(metric, metric.keys)):
+                logged[name].append(value)
+        groups.append((indices, grouped))
+    order = [t.name for t in tasks]
+    return groups, {n: own[n] for n in order}, {n: logged[n] for n in order}
+
+
+def _metric_key(task, specs):
+    """What tasks must share to have their metrics computed together, or None for a task updating its own."""
+    if not specs or task.per_step or task.per_pixel or task.label_width != 1:
+        return None
+    asked = tuple(
+        m if isinstance(m, str) else (type(m), repr(sorted((k, v) for k, v in m.get_config().items() if k != "name")))
+        for m in specs
+    )
+    missing = "nan" if task.missing_is_nan else repr(task.missing)
+    return (task.kind, task.output_units, missing, asked)
 
 
 def update_metric(task, metric, y_true, y_pred, sample_weight, entries=None):
