@@ -23,6 +23,7 @@ def compare_recipe(
     label_fractions: Sequence[float] | None = None,
     plot: str | Path | None = None,
     classical: bool = True,
+    tune_trials: int | None = None,
     **overrides,
 ):
     """Compares a recipe's multi-task model with single-task models of the same architecture and budget.
@@ -56,6 +57,11 @@ def compare_recipe(
         plot: path of a PNG of Δm against the label fraction (needs matplotlib), or None. Checked before training:
             an existing file is never replaced.
         classical: bool. Score the classical reference models (scikit-learn; a few seconds per task).
+        tune_trials: int or None. The same tuning effort for both sides: before the repeats, the multi-task model
+            and each single-task model get their own keras-tuner random search of `tune_trials` trials over the
+            recipe's search space (same epochs, the first repeat's training and validation data, each scored by
+            its own tasks' validation metrics; `kmtl.app.compare_tuning`), and every repeat trains each model
+            with its best values. None: every model uses the recipe's settings as they are.
         **overrides: other settings, such as `batch_size`, `weighting`, `learning_rate`, `source`.
 
     Returns:
@@ -80,15 +86,27 @@ def compare_recipe(
     fractions = None if label_fractions is None else sorted(set(check_fractions(label_fractions)), reverse=True)
     if plot is not None:
         _check_plot_path(plot, fractions)
+    if tune_trials is not None and (isinstance(tune_trials, bool) or not isinstance(tune_trials, int) or tune_trials < 1):
+        raise ValueError(f"Invalid value for `tune_trials`. Expected a positive int. Received: tune_trials={tune_trials!r}")
     runs = _Runs(recipe, settings, seed, resplit)
     tasks = runs.loader(seed).load(None, fresh=True).tasks
+    names = [t.name for t in tasks]
+    tuned, current = {}, {}
+    if tune_trials is not None:
+        from kmtl.app.compare_tuning import tune_each_model
+
+        plans = [("multi-task", list(tasks))] + [(t.name, [t]) for t in tasks if not t.auxiliary]
+        tuned = tune_each_model(recipe, settings, lambda subset: runs.loader(seed).load(subset, fresh=True), plans,
+                                trials=tune_trials, seed=seed, log=log)
 
     def build_fn(subset):
         data = runs.loader().load([t.name for t in subset], fresh=True)  # fresh: every model sees the same order
-        return recipe.build(settings, data, tasks=list(subset))
+        label = "multi-task" if [t.name for t in subset] == names else subset[0].name
+        build_values, current["compile"] = tuned.get(label, ({}, {}))
+        return recipe.build(settings, data, tasks=list(subset), **build_values)
 
     def compile_fn(model):
-        return recipe.compile(model, settings)
+        return recipe.compile(model, settings, **current.get("compile", {}))  # the values of the model just built
 
     # The recipe's datasets shuffle themselves; shuffle=False keeps Keras from warning that it cannot.
     fit_kwargs = {"epochs": settings["epochs"], "verbose": verbose, "shuffle": False}
@@ -104,6 +122,10 @@ def compare_recipe(
         result = compare_single_task(build_fn, compile_fn, *splits, list(tasks), fit_kwargs=fit_kwargs, seeds=seeds,
                                      log=log, classical=classical, resample=resample)
         result.notes += runs.notes(fraction)
+        if tuned:
+            result.notes.append(f"Tuned: each model had its own {tune_trials}-trial random search of the recipe's "
+                                "search space; best values: "
+                                + "; ".join(f"{label} {dict(**b, **c)}" for label, (b, c) in tuned.items()) + ".")
         return result
 
     if fractions is None:
