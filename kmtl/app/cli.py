@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--plot", metavar="PATH.png", help="with --label-fraction: plot Δm against the fraction")
     compare.add_argument("--no-classical", dest="classical", action="store_false",
                          help="leave out the classical reference models (scikit-learn logistic/ridge regression)")
+    compare.add_argument("--tune-trials", type=_positive_int, metavar="N",
+                         help="tune the multi-task model and each single-task model with N random-search trials each "
+                         "(same epochs and data) and train every repeat with each model's best values")
 
     tune = commands.add_parser("tune", help="search a recipe's hyper-parameters with keras-tuner")
     _add_common(tune, epochs_help="epochs per trial (default: the recipe's)")
@@ -157,7 +160,7 @@ def _run(args) -> int:
         result = compare_recipe(args.recipe, quick=args.quick, repeats=args.repeats, seed=args.seed,
                                 verbose=0 if args.verbose < 2 else 2, log=print, resplit=args.resplit,
                                 label_fractions=args.label_fractions, plot=args.plot, classical=args.classical,
-                                **_settings(args))
+                                tune_trials=args.tune_trials, **_settings(args))
         print()
         print(result.table())
         return 0
