@@ -3,9 +3,11 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from kmtl.data.text import character_vocabulary
 from kmtl.layers import CharacterCNN
+from layer_testing import fit_and_round_trip
 
 
 def _expected(layer, token):
@@ -21,7 +23,6 @@ def _expected(layer, token):
 
 
 def test_features_equal_the_formula():
-    # Save/load and export round trips: the nlp-tagging recipe's slow tests (char_features=True).
     keras.utils.set_random_seed(0)
     layer = CharacterCNN(list("abcd"), max_chars=4, embedding_dim=3, filters=5)
     # Unknown characters ("z"), a token cut to its first 4 characters, and padding "".
@@ -31,6 +32,17 @@ def test_features_equal_the_formula():
         for step in range(3):
             np.testing.assert_allclose(features[row, step], _expected(layer, tokens[row, step]), atol=1e-6)
     assert features.shape == (2, 3, 5) and not np.allclose(features[0, 0], features[1, 1])
+
+
+@pytest.mark.slow  # one fit step and a .keras round trip (a few seconds: TensorFlow traces the string ops)
+def test_trains_and_round_trips_with_string_inputs(tmp_path):
+    keras.utils.set_random_seed(0)
+    layer = CharacterCNN(list("abcd"), max_chars=4, embedding_dim=3, filters=5)
+    inputs = keras.Input((None,), dtype="string")
+    model = keras.Model(inputs, keras.layers.Dense(1)(layer(inputs)))
+    tokens = tf.constant([["ab", "zzabd", ""], ["dcba", "a", "b"]])  # Keras data adapters take string tensors
+    fit_and_round_trip(model, tokens, np.ones((2, 3, 1)), tmp_path,
+                       watched=[layer.embedding.embeddings, layer.convolution.kernel])
 
 
 @pytest.mark.parametrize("kwargs, match", [
