@@ -239,6 +239,7 @@ class ComparisonResult:
         if references:
             lines.append("trivial / classical: reference predictors fitted on each repeat's training labels (mean "
                          "over repeats); see `kmtl.evaluation.trivial` and `kmtl.evaluation.classical`.")
+            lines += self._reference_notes()
         if unclear:
             lines.append(f"Not clearly better (at least {CLEAR_MARGIN:.0%} relative, interval above 0 with repeats) "
                          f"than the trivial predictor: {', '.join(unclear)}.")
@@ -250,6 +251,22 @@ class ComparisonResult:
 
     def __str__(self) -> str:
         return self.table()
+
+    def _reference_notes(self) -> list:
+        """Which trivial predictor each task got, and why a classical model was skipped."""
+        trivial, skipped = {}, {}
+        for r in self.rows:
+            known = r.references or {}
+            if "trivial" in known:
+                trivial.setdefault(known["trivial"][0], []).append(r.task)
+            if "classical" in known and not r.classical:
+                skipped.setdefault(known["classical"][1], []).append(r.task)
+        lines = []
+        if trivial:
+            lines.append("Trivial predictors: " + "; ".join(f"{name} ({', '.join(t)})" for name, t in trivial.items())
+                         + ".")
+        lines += [f"Classical model of {', '.join(t)}: {reason}." for reason, t in skipped.items()]
+        return lines
 
 
 def _cell(values, digits: int, interval: bool) -> str:
