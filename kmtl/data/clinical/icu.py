@@ -1,19 +1,37 @@
 """Deterministic synthetic ICU stays in the MIMIC-III benchmark's format, with all five benchmark labels.
 
-Each patient has a comorbidity profile: five latent factors (cardiac, respiratory, metabolic-renal, infection,
-neuro-gastrointestinal) and an age; some patients have several stays. Each stay follows a latent severity
-trajectory, a random walk whose start and drift depend on the profile. The hourly hazard of death rises with
-severity and the hazard of discharge falls with it; some patients discharged in a bad state die later in
-hospital. So the same latent state drives:
+The latent structure, and what each task depends on:
 
-- the vitals and labs, charted irregularly (vital signs about hourly, GCS and temperature every few hours,
-  labs a few times a day, height and weight rarely) in the benchmark's 17 variables and spellings — GCS in the
-  CareVue or the MetaVision spellings, chosen per stay — then run through the `Discretizer`;
-- in-hospital mortality, decompensation (death within 24 h), the remaining stay and its bucket, exactly as the
-  benchmark's scripts derive them from the stay's length and time of death;
-- the 25 phenotypes, each driven by one of the factors (and some by peak severity or age).
+- **Patient**: five comorbidity factors (cardiac, respiratory, metabolic-renal, infection, neuro-gastrointestinal),
+  an age and a body size; about 30 % of patients have two or three stays (the factors vary a little per stay).
+- **Phenotypes** (the `phenotype` task): drawn first, each from one factor and age (logistic), so phenotypes of one
+  organ system co-occur, as in MIMIC-III. Each phenotype then leaves its own signature in specific charts
+  (`_SIGNATURES`): hypertension raises blood pressure, conduction disorders slow the heart, dysrhythmia makes the
+  heart rate irregular, diabetes raises glucose and its spread, COPD lowers oxygen saturation, sepsis brings fever
+  and tachycardia, shock low pressure, slow capillary refill and acidosis, stroke and liver disease lower the GCS,
+  heart failure loses weight (diuresis) and renal failure gains it. Chronic signatures last the whole stay; acute
+  ones fade as they are treated (time constant 24 h), so they show in the first day or two only. Lipid disorders
+  leave none (they follow only from their link to cardiac disease). A stay scales each signature by its own
+  log-normal factor.
+- **Severity**: one latent value per hour. It starts high by the acute phenotypes (sepsis, shock, respiratory
+  failure, infarction, bleeding, ...) and age, then recovers exponentially towards a floor, more slowly with
+  chronic disease (kidney, lung, heart, liver, complicated diabetes) and age; some stays (more of the sicker ones)
+  start to deteriorate at an onset within the first 36 hours; slow autoregressive noise on top. Every vital sign
+  and lab (heart rate, blood pressures, respiratory rate, saturation, temperature, glucose, pH, FiO2, GCS,
+  capillary refill) moves with it, charted irregularly (vital signs about hourly, GCS and temperature every few
+  hours, labs a few times a day, height and weight rarely), GCS in the CareVue or the MetaVision spellings
+  (chosen per stay), then run through the `Discretizer`.
+- **Outcomes**: the hourly hazard of death rises steeply with severity; discharge comes a few hours after severity
+  falls below a threshold (hazard 0.15 per hour when well below it). So `decompensation` (death within 24 h) and
+  `mortality` (in-hospital death, predicted at 48 h) depend on the current severity and its trend, and the
+  remaining stay (`length_of_stay` buckets, `remaining_stay` hours) on how far severity is above the threshold and
+  how fast it recovers, which the charts show over time: the level now, its trend over the last hours, and the
+  hours already spent. The labels follow the stay's length and time of death exactly as the benchmark's scripts
+  derive them; a few patients discharged in a poor state die later in hospital.
 
-The tasks therefore share structure, as real ICU tasks do.
+The tasks therefore share structure, as real ICU tasks do: the acute phenotypes raise severity, hence mortality
+and length of stay. Stays last 12-120 hours (`min_hours`, `max_hours`): a stay still going at `max_hours` ends
+there, so remaining stays fall in the first five buckets only (real stays reach the 8-14 and 14+ day buckets).
 
 Reference:
     Harutyunyan, Khachatrian, Kale, Ver Steeg, Galstyan (2019). Multitask learning and benchmarking with clinical
@@ -29,20 +47,58 @@ from kmtl.data.clinical.discretizer import VARIABLES, Discretizer
 __all__ = ["LOS_BUCKETS", "PHENOTYPES", "VARIABLES", "generate_icu_stays", "simulate_icu_events"]
 
 CARDIAC, RESPIRATORY, METABOLIC, INFECTION, NEURO_GI = range(5)
-# Per phenotype (in `PHENOTYPES` order): driving factor, its weight, bias, weight of peak severity, of age/10.
-_PHENOTYPE_MODEL = np.array(
+# Per phenotype (in `PHENOTYPES` order): the comorbidity factor that drives it, its weight, the bias, the weight of
+# (age - 62) / 10, and the severity the condition adds at ICU admission (acute conditions make a stay sicker).
+_PHENOTYPE_RISK = np.array(
     [
-        (METABOLIC, 1.2, -1.6, 0.5, 0.1), (NEURO_GI, 1.4, -2.8, 0.0, 0.1), (CARDIAC, 1.4, -2.6, 0.3, 0.1),
-        (CARDIAC, 1.2, -1.2, 0.2, 0.2), (METABOLIC, 1.3, -2.2, 0.0, 0.2), (RESPIRATORY, 1.4, -2.2, 0.0, 0.2),
-        (NEURO_GI, 1.0, -2.0, 0.3, 0.0), (CARDIAC, 1.2, -2.6, 0.0, 0.2), (CARDIAC, 1.4, -1.8, 0.3, 0.2),
-        (CARDIAC, 1.3, -1.2, 0.0, 0.3), (METABOLIC, 1.4, -2.4, 0.0, 0.1), (METABOLIC, 1.2, -1.6, 0.0, 0.1),
-        (CARDIAC, 0.9, -1.4, 0.0, 0.2), (CARDIAC, 1.0, -0.6, -0.3, 0.2), (METABOLIC, 1.1, -1.2, 0.4, 0.0),
-        (NEURO_GI, 1.3, -2.4, 0.3, 0.0), (CARDIAC, 1.2, -2.0, 0.0, 0.2), (NEURO_GI, 1.2, -2.4, 0.2, 0.0),
-        (RESPIRATORY, 1.0, -2.4, 0.0, 0.0), (RESPIRATORY, 0.9, -2.8, 0.0, 0.0), (RESPIRATORY, 1.0, -2.6, 0.2, 0.0),
-        (INFECTION, 1.2, -1.8, 0.3, 0.0), (RESPIRATORY, 1.3, -2.0, 0.7, 0.0), (INFECTION, 1.5, -2.6, 0.6, 0.0),
-        (INFECTION, 1.0, -3.4, 1.0, 0.0),
+        (METABOLIC, 1.2, -1.3, 0.1, 0.4), (NEURO_GI, 1.4, -2.8, 0.1, 0.3), (CARDIAC, 1.4, -2.4, 0.1, 0.5),
+        (CARDIAC, 1.2, -1.1, 0.2, 0.0), (METABOLIC, 1.3, -2.2, 0.2, 0.0), (RESPIRATORY, 1.4, -2.2, 0.2, 0.0),
+        (NEURO_GI, 1.0, -1.8, 0.0, 0.3), (CARDIAC, 1.2, -2.6, 0.2, 0.0), (CARDIAC, 1.4, -1.6, 0.2, 0.0),
+        (CARDIAC, 1.3, -1.2, 0.3, 0.0), (METABOLIC, 1.4, -2.4, 0.1, 0.0), (METABOLIC, 1.2, -1.6, 0.1, 0.0),
+        (CARDIAC, 0.9, -1.4, 0.2, 0.0), (CARDIAC, 1.0, -0.7, 0.2, 0.0), (METABOLIC, 1.1, -1.0, 0.0, 0.2),
+        (NEURO_GI, 1.3, -2.2, 0.0, 0.4), (CARDIAC, 1.2, -2.0, 0.2, 0.0), (NEURO_GI, 1.2, -2.3, 0.0, 0.0),
+        (RESPIRATORY, 1.0, -2.4, 0.0, 0.0), (RESPIRATORY, 0.9, -2.8, 0.0, 0.0), (RESPIRATORY, 1.0, -2.5, 0.0, 0.3),
+        (INFECTION, 1.2, -1.6, 0.0, 0.4), (RESPIRATORY, 1.3, -1.6, 0.0, 0.8), (INFECTION, 1.5, -2.2, 0.0, 0.8),
+        (INFECTION, 1.0, -2.8, 0.0, 1.2),
     ]
 )  # fmt: skip
+# Chronic conditions that slow recovery (kidney disease, COPD, heart failure, complicated diabetes, liver disease).
+_SLOW_RECOVERY = (4, 5, 8, 10, 17)
+# What each phenotype leaves in the charts: (signal, size, profile). Signals are offsets of one vital or lab in its
+# units (`weight` in kg per day, `*_jitter` extra hour-to-hour standard deviation); profile "chronic" lasts the
+# whole stay, "acute" fades as it is treated (exp(-hours / 24)). Each stay scales a phenotype's sizes by a
+# log-normal factor, so no signature is exact. Lipid disorders leave none: only their link to cardiac disease.
+_SIGNATURES = (
+    (("ph", -0.05, "chronic"), ("weight", 1.5, "chronic")),  # acute renal failure: acidosis, fluid gain
+    (("consciousness", 1.5, "chronic"), ("systolic", 15.0, "acute")),  # stroke
+    (("heart_rate", 10.0, "acute"), ("systolic", -12.0, "acute")),  # myocardial infarction
+    (("heart_rate_jitter", 14.0, "chronic"), ("heart_rate", 5.0, "chronic")),  # dysrhythmia: irregular rate
+    (("ph", -0.03, "chronic"), ("diastolic", 4.0, "chronic")),  # chronic kidney disease
+    (("oxygen_saturation", -2.5, "chronic"), ("respiratory_rate", 3.0, "chronic"), ("fio2", 0.05, "chronic")),
+    (("temperature", 0.5, "acute"), ("heart_rate", 6.0, "acute")),  # complications of procedures
+    (("heart_rate", -15.0, "chronic"),),  # conduction disorders: bradycardia
+    (("oxygen_saturation", -1.5, "chronic"), ("respiratory_rate", 2.0, "chronic"), ("weight", -1.5, "chronic"),
+     ("systolic", -6.0, "chronic")),  # heart failure: diuresed
+    (("heart_rate", -5.0, "chronic"), ("systolic", -4.0, "chronic")),  # coronary disease: beta blockers
+    (("glucose", 60.0, "chronic"), ("glucose_jitter", 35.0, "chronic"), ("ph", -0.02, "chronic")),
+    (("glucose", 35.0, "chronic"), ("glucose_jitter", 15.0, "chronic")),
+    (),  # disorders of lipid metabolism
+    (("systolic", 15.0, "chronic"), ("diastolic", 7.0, "chronic")),  # essential hypertension
+    (("ph", -0.03, "acute"), ("heart_rate", 5.0, "acute")),  # fluid and electrolyte disorders
+    (("heart_rate", 14.0, "acute"), ("systolic", -15.0, "acute"), ("diastolic", -6.0, "acute")),  # bleeding
+    (("systolic", 18.0, "chronic"), ("diastolic", 8.0, "chronic"), ("ph", -0.02, "chronic")),
+    (("consciousness", 0.8, "chronic"), ("glucose", -15.0, "chronic")),  # liver disease: encephalopathy
+    (("respiratory_rate", 2.0, "chronic"), ("oxygen_saturation", -1.0, "chronic")),
+    (("respiratory_rate", 1.5, "chronic"),),
+    (("oxygen_saturation", -2.5, "acute"), ("respiratory_rate", 4.0, "acute")),  # pneumothorax
+    (("temperature", 0.8, "acute"), ("fio2", 0.08, "chronic"), ("oxygen_saturation", -1.5, "chronic"),
+     ("respiratory_rate", 2.0, "acute")),  # pneumonia
+    (("fio2", 0.2, "acute"), ("respiratory_rate", 4.0, "acute"), ("ph", -0.04, "acute")),  # respiratory failure
+    (("temperature", 1.0, "acute"), ("heart_rate", 12.0, "acute"), ("systolic", -10.0, "acute")),  # sepsis
+    (("systolic", -20.0, "acute"), ("diastolic", -10.0, "acute"), ("heart_rate", 10.0, "acute"),
+     ("refill", 2.5, "acute"), ("ph", -0.06, "acute")),  # shock
+)
+_ACUTE_HOURS = 24.0
 _EYE = {"carevue": ("None", "To Pain", "To Speech", "Spontaneously"),
         "metavision": ("1 No Response", "2 To pain", "3 To speech", "4 Spontaneously")}  # fmt: skip
 _MOTOR = {
@@ -112,7 +168,9 @@ def simulate_icu_events(num_stays: int, seed: int = 0, *, min_hours: float = 12.
         A list of dicts, one per stay: `timeseries` (dict `Hours` -> float hours at minute resolution, and each
         variable -> its column: floats with `NaN`, or benchmark spellings with `None`, where not charted),
         `name` (`<patient>_episode<k>_timeseries.csv`), `patient`, `los` (hours), `mortality` (in-hospital,
-        0/1), `death_hours` (hours since admission, `None` if alive), `first_event` and `phenotype` (25 ints).
+        0/1), `death_hours` (hours since admission, `None` if alive), `first_event`, `phenotype` (25 ints), and
+        the latent course: `severity` (float per hour from admission, hour 0 first), `factors` (the five
+        comorbidity factors) and `age`.
     """
     if isinstance(num_stays, bool) or not isinstance(num_stays, int) or num_stays < 1:
         raise ValueError(f"Invalid value for `num_stays`. Expected an int >= 1. Received: num_stays={num_stays!r}")
@@ -137,17 +195,34 @@ def _simulate_course(rng, num_stays, min_hours, max_hours):
     factors = profile + 0.3 * rng.normal(size=profile.shape)  # the acute state differs between a patient's stays
     age = np.clip(62.0 + 15.0 * rng.normal(size=num_stays), 18.0, 90.0)[patient]
     body = rng.normal(size=(num_stays, 2))[patient]  # height and weight
+    # Phenotypes first: they come from the comorbidity factors and age, and then shape the course and the charts.
+    risk = _PHENOTYPE_RISK
+    logits = risk[:, 2] + risk[:, 1] * factors[:, risk[:, 0].astype(int)] + risk[:, 3] * (age[:, None] - 62.0) / 10.0
+    phenotype = (rng.uniform(size=logits.shape) < 1.0 / (1.0 + np.exp(-logits))).astype("int32")
+    strength = np.exp(0.3 * rng.normal(size=phenotype.shape)) * phenotype  # how marked each condition is
+    # Severity: high at admission by the acute conditions, then recovering exponentially towards a floor (slower
+    # with chronic disease and age); some stays turn to deteriorate from an onset hour. Plus slow noise.
     hours = int(np.ceil(max_hours)) + 1
-    start = 0.45 * factors[:, INFECTION] + 0.3 * factors[:, CARDIAC] + 0.3 * factors[:, RESPIRATORY]
-    start += 0.02 * (age - 62.0) + 0.6 * rng.normal(size=num_stays)
-    drift = 0.012 * rng.normal(size=num_stays) + 0.004 * factors[:, INFECTION]
-    steps = drift[:, None] + 0.07 * rng.normal(size=(num_stays, hours))
-    severity = start[:, None] + np.cumsum(steps, axis=1) - steps[:, :1]
-    # Death or discharge in hour (t - 1, t], for t past min_hours; still there at max_hours: discharged.
-    p_death = 1.0 / (1.0 + np.exp(7.9 - 1.7 * severity))
-    p_leave = 1.0 / (1.0 + np.exp(3.6 + 1.2 * severity))
+    t = np.arange(hours, dtype="float64")
+    burden = strength @ risk[:, 4] + 0.015 * (age - 62.0) + 0.5 * rng.normal(size=num_stays)
+    start = -0.2 + burden
+    chronic = phenotype[:, _SLOW_RECOVERY].sum(axis=1)
+    rate = 0.018 * np.exp(0.4 * rng.normal(size=num_stays) - 0.005 * (age - 62.0)) / (1.0 + 0.25 * chronic)
+    floor = -1.0 + 0.1 * chronic + 0.3 * rng.normal(size=num_stays)
+    recovering = floor[:, None] + (start - floor)[:, None] * np.exp(-rate[:, None] * t)
+    worsens = rng.uniform(size=num_stays) < 1.0 / (1.0 + np.exp(3.0 - 1.1 * burden))
+    onset = rng.uniform(0.0, 36.0, num_stays)
+    slope = 0.025 * np.exp(0.4 * rng.normal(size=num_stays)) * worsens
+    noise = np.zeros((num_stays, hours))
+    shocks = 0.08 * rng.normal(size=(num_stays, hours))
+    for k in range(1, hours):  # autoregressive: hour-to-hour correlation 0.92
+        noise[:, k] = 0.92 * noise[:, k - 1] + shocks[:, k]
+    severity = recovering + slope[:, None] * np.maximum(t[None, :] - onset[:, None], 0.0) + noise
+    # Death or discharge in hour (t - 1, t], for t past min_hours; still there at max_hours: discharged. The
+    # hazard of death rises with severity; discharge comes a few hours after severity falls below -0.5.
+    p_death = 1.0 / (1.0 + np.exp(10.0 - 3.0 * severity))
+    p_leave = 0.15 / (1.0 + np.exp(10.0 * (severity + 0.5)))
     draw = rng.uniform(size=severity.shape)
-    t = np.arange(hours)
     allowed = (t > min_hours) & (t <= max_hours)
     ends = allowed & (draw < p_death + p_leave)
     end = np.where(ends.any(axis=1), np.argmax(ends, axis=1), int(np.floor(max_hours)))
@@ -160,15 +235,10 @@ def _simulate_course(rng, num_stays, min_hours, max_hours):
     dies_later = ~died_in_icu & (rng.uniform(size=num_stays) < 1.0 / (1.0 + np.exp(4.0 - 1.3 * final)))
     later = los + rng.exponential(48.0, num_stays)
     death_hours = np.where(died_in_icu, los, np.where(dies_later, later, np.nan))
-    peak = np.array([severity[i, : end[i] + 1].max() for i in range(num_stays)])
-    model = _PHENOTYPE_MODEL
-    logits = model[:, 2] + model[:, 1] * factors[:, model[:, 0].astype(int)] + model[:, 3] * peak[:, None]
-    logits += model[:, 4] * (age[:, None] - 62.0) / 10.0
-    phenotype = (rng.uniform(size=logits.shape) < 1.0 / (1.0 + np.exp(-logits))).astype("int32")
     return {
         "patient": patient + 10001, "episode": episode, "factors": factors, "age": age, "body": body,
         "severity": severity, "los": los, "death_hours": death_hours, "phenotype": phenotype,
-        "system": rng.uniform(size=num_stays) < 0.5,
+        "strength": strength, "system": rng.uniform(size=num_stays) < 0.5,
     }  # fmt: skip
 
 
@@ -183,9 +253,24 @@ def _schedule(rng, los, interval, jitter, keep=1.0):
     return np.round(times * 60.0) / 60.0
 
 
+def _signatures(strength):
+    """The chart offsets of a stay's phenotypes: a function of signal name and times (hours) -> offsets."""
+    present = [(name, size * s, profile) for s, signs in zip(strength, _SIGNATURES) if s > 0
+               for name, size, profile in signs]  # fmt: skip
+
+    def offset(name, times):
+        out = np.zeros(np.shape(times))
+        for signal, size, profile in present:
+            if signal == name:
+                out += size * (np.exp(-np.asarray(times) / _ACUTE_HOURS) if profile == "acute" else 1.0)
+        return out
+
+    return offset
+
+
 def _stay_events(rng, state, index):
     los = float(state["los"][index])
-    z = state["factors"][index]
+    sign = _signatures(state["strength"][index])
     charted = {}
 
     def severity_at(times):
@@ -195,43 +280,46 @@ def _stay_events(rng, state, index):
         charted[name] = (times, values)
 
     vitals = np.concatenate([[np.round(rng.uniform(0.0, 0.5) * 60.0) / 60.0], _schedule(rng, los, 1.0, 0.25, 0.9)])
-    s, pos = severity_at(vitals), np.maximum(z, 0.0)
+    s = severity_at(vitals)
 
-    def noise(scale):
-        return scale * rng.normal(size=vitals.shape)
+    def noise(scale, times=vitals):
+        return scale * rng.normal(size=np.shape(times))
 
-    systolic = np.round(118.0 - 12.0 * s + 6.0 * z[CARDIAC] - 5.0 * pos[INFECTION] + noise(8.0))
-    diastolic = np.round(59.0 - 6.0 * s + 3.0 * z[CARDIAC] + noise(5.0))
-    chart("Heart Rate", vitals, np.round(86.0 + 10.0 * s + 4.0 * z[CARDIAC] + 5.0 * pos[INFECTION] + noise(6.0)))
+    jitter = 6.0 + sign("heart_rate_jitter", vitals)
+    systolic = np.round(118.0 - 16.0 * s + sign("systolic", vitals) + noise(8.0))
+    diastolic = np.round(59.0 - 8.0 * s + sign("diastolic", vitals) + noise(5.0))
+    chart("Heart Rate", vitals, np.round(np.maximum(86.0 + 14.0 * s + sign("heart_rate", vitals) + jitter *
+                                                    rng.normal(size=vitals.shape), 30.0)))
     chart("Systolic blood pressure", vitals, systolic)
     chart("Diastolic blood pressure", vitals, diastolic)
     chart("Mean blood pressure", vitals, np.round((systolic + 2.0 * diastolic) / 3.0 + noise(2.0)))
-    chart("Respiratory rate", vitals, np.maximum(np.round(19.0 + 3.0 * s + 3.0 * z[RESPIRATORY] + noise(2.5)), 6.0))
-    chart("Oxygen saturation", vitals, np.minimum(np.round(97.5 - 1.5 * s - 2.0 * pos[RESPIRATORY] + noise(1.0)), 100))
+    rate = 19.0 + 4.0 * s + sign("respiratory_rate", vitals) + noise(2.5)
+    chart("Respiratory rate", vitals, np.maximum(np.round(rate), 6.0))
+    saturation = 97.5 - 2.0 * s + sign("oxygen_saturation", vitals) + noise(1.0)
+    chart("Oxygen saturation", vitals, np.minimum(np.round(saturation), 100.0))
     times = _schedule(rng, los, 4.0, 0.5)
-    s = severity_at(times)
-    chart("Temperature", times, np.round(36.8 + 0.6 * pos[INFECTION] + 0.2 * s + 0.3 * rng.normal(size=times.shape), 1))
+    temperature = 36.8 + 0.2 * severity_at(times) + sign("temperature", times) + noise(0.3, times)
+    chart("Temperature", times, np.round(temperature, 1))
     times = _schedule(rng, los, 6.0, 1.0)
-    glucose = 128.0 + 25.0 * z[METABOLIC] + 10.0 * severity_at(times) + 20.0 * rng.normal(size=times.shape)
+    spread = 20.0 + sign("glucose_jitter", times)
+    glucose = 128.0 + 10.0 * severity_at(times) + sign("glucose", times) + spread * rng.normal(size=times.shape)
     chart("Glucose", times, np.maximum(np.round(glucose), 40.0))
-    times = _schedule(rng, los, 8.0, 1.0, 0.5 + 0.4 * (z[RESPIRATORY] > 0))
-    ph = 7.40 - 0.04 * severity_at(times) - 0.02 * z[METABOLIC] + 0.02 * rng.normal(size=times.shape)
+    breathing = sign("fio2", 0.0) > 0.03  # on oxygen: blood gases and FiO2 charted more often
+    times = _schedule(rng, los, 8.0, 1.0, 0.9 if breathing else 0.5)
+    ph = 7.40 - 0.04 * severity_at(times) + sign("ph", times) + noise(0.02, times)
     chart("pH", times, np.round(ph, 2))
-    times = _schedule(rng, los, 4.0, 0.5, 0.8 if z[RESPIRATORY] > 0.5 else 0.2)
-    fio2 = (
-        0.21
-        + 0.12 * np.maximum(severity_at(times), 0.0)
-        + 0.08 * pos[RESPIRATORY]
-        + 0.03 * rng.normal(size=times.shape)
-    )
+    times = _schedule(rng, los, 4.0, 0.5, 0.8 if breathing else 0.2)
+    fio2 = 0.21 + 0.12 * np.maximum(severity_at(times), 0.0) + sign("fio2", times) + noise(0.03, times)
     chart("Fraction inspired oxygen", times, np.round(np.clip(fio2, 0.21, 1.0), 2))
-    _chart_gcs(rng, chart, state, index, severity_at, los)
+    _chart_gcs(rng, chart, state, index, lambda times: severity_at(times) + sign("consciousness", times), los)
     times = _schedule(rng, los, 8.0, 1.0, 0.3)
-    refill = rng.uniform(size=times.shape) < 1.0 / (1.0 + np.exp(2.5 - 1.5 * severity_at(times)))
+    logit = -2.5 + 1.5 * severity_at(times) + sign("refill", times)
+    refill = rng.uniform(size=times.shape) < 1.0 / (1.0 + np.exp(-logit))
     chart("Capillary refill rate", times, np.where(refill, "1.0", "0.0").astype(object))
     height, weight = state["body"][index]
     times = _schedule(rng, los, 24.0, 2.0, 0.6)
-    chart("Weight", times, np.round(81.0 + 15.0 * weight + 1.5 * rng.normal(size=times.shape), 1))
+    kilos = 81.0 + 15.0 * weight + sign("weight", times) * times / 24.0 + noise(1.5, times)
+    chart("Weight", times, np.round(kilos, 1))
     if rng.uniform() < 0.3:
         chart("Height", _schedule(rng, min(los, 6.0), 6.0, 0.0), np.round([170.0 + 10.0 * height]))
     return _assemble(state, index, los, charted)
@@ -241,7 +329,7 @@ def _chart_gcs(rng, chart, state, index, severity_at, los):
     """Charts the Glasgow coma scale components (and the total in CareVue) every few hours."""
     system = "metavision" if state["system"][index] else "carevue"
     times = _schedule(rng, los, 3.0, 0.5)
-    level = severity_at(times) + 0.6 * state["factors"][index, NEURO_GI] + 0.5 * rng.normal(size=times.shape)
+    level = severity_at(times) + 0.5 * rng.normal(size=times.shape)  # includes the phenotypes' drowsiness
     consciousness = np.clip(1.0 - 0.3 * np.maximum(level - 0.3, 0.0), 0.0, 1.0)  # 1 = alert
     eye = np.round(3.0 * consciousness).astype(int)
     motor = np.round(5.0 * np.clip(consciousness + 0.1 * rng.normal(size=times.shape), 0.0, 1.0)).astype(int)
@@ -275,4 +363,8 @@ def _assemble(state, index, los, charted):
         "death_hours": None if np.isnan(death) else float(death),
         "first_event": float(hours[0]),
         "phenotype": state["phenotype"][index],
+        # The latent course, for checks and explanations (never charted as such):
+        "severity": state["severity"][index, : int(np.ceil(los)) + 1],
+        "factors": state["factors"][index],
+        "age": float(state["age"][index]),
     }
