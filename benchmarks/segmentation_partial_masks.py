@@ -9,7 +9,8 @@ predictors (all-background mask: Dice 0; the class prior: AUROC 0.5) and the ima
 brightness that gives the best Dice on the training images that kept their mask.
 
 Run: python benchmarks/segmentation_partial_masks.py [--mask-fraction 0.1] [--seeds 3] [--epochs 10]
-     [--num-train 1200] [--image-size 64] [--widths 16,32,64] [--weighting equal] [--setups joint,...] [--plots DIR]
+     [--num-train 1200] [--image-size 64] [--widths 16,32,64] [--weighting equal] [--setups joint,...]
+     [--no-reconstruction] [--split test|val] [--plots DIR]
 """
 
 from __future__ import annotations
@@ -34,13 +35,13 @@ SETUPS = {
 def run(names, reconstruction, seed, args):
     keras.utils.set_random_seed(seed)
     tasks = names + (["reconstruction"] if reconstruction else [])
-    data = sc.load_data(num_train=args.num_train, num_val=100, num_test=args.num_test, image_size=args.image_size,
-                        batch_size=args.batch_size, seed=seed, mask_fraction=args.mask_fraction,
-                        reconstruction=reconstruction, tasks=tasks)
+    data = sc.load_data(num_train=args.num_train, num_val=args.num_val, num_test=args.num_test,
+                        image_size=args.image_size, batch_size=args.batch_size, seed=seed,
+                        mask_fraction=args.mask_fraction, reconstruction=reconstruction, tasks=tasks)
     model = sc.build_model(widths=args.widths, dropout=sc.DEFAULTS["dropout"], **data.model_settings)
     model = sc.compile_model(model, args.weighting, args.learning_rate)
     model.fit(data.train, epochs=args.epochs, verbose=0, shuffle=False)
-    report = kmtl.evaluate(model, data.test)
+    report = kmtl.evaluate(model, data.val if args.split == "val" else data.test)
     scores = {}
     if "lesion" in names:
         scores["dice"] = report["lesion"]["dice"]
@@ -73,7 +74,10 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=defaults["epochs"])
     parser.add_argument("--num-train", type=int, default=defaults["num_train"])
+    parser.add_argument("--num-val", type=int, default=defaults["num_val"])
     parser.add_argument("--num-test", type=int, default=defaults["num_test"])
+    parser.add_argument("--split", choices=["test", "val"], default="test",
+                        help="where to score (val: for choosing settings, e.g. the weighting)")
     parser.add_argument("--image-size", type=int, default=defaults["image_size"])
     parser.add_argument("--batch-size", type=int, default=defaults["batch_size"])
     parser.add_argument("--learning-rate", type=float, default=defaults["learning_rate"])
@@ -91,7 +95,7 @@ def main(argv=None):
     print(f"mask_fraction={args.mask_fraction}, {args.num_train} training images {args.image_size}x{args.image_size} "
           f"({round(args.mask_fraction * args.num_train)} with a mask), {args.num_test} test images, widths "
           f"{args.widths}, {args.epochs} epochs, batch {args.batch_size}, Adam {args.learning_rate}, "
-          f"{args.weighting} weighting, seeds 0..{args.seeds - 1}")
+          f"{args.weighting} weighting, seeds 0..{args.seeds - 1}, scored on {args.split}")
     baselines = [threshold_baseline(seed, args) for seed in range(args.seeds)]
     dices = [d for d, _ in baselines]
     print(f"no training: all-background mask Dice 0, class prior AUROC 0.5; brightness threshold (chosen on the "
