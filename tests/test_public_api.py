@@ -49,8 +49,8 @@ PUBLIC = {
     "kmtl.model": ["MultiOptimizer", "MultiTaskModel", "MultiWorkerSupport", "TaskNaNGuard", "TaskProgbarLogger"],
     "kmtl.evaluation": [
         "ComparisonResult", "ConfusionMatrix", "CrossValidationResult", "EvaluationReport", "MultiTaskCheckpoint",
-        "compare_single_task", "cross_validate", "delta_m", "evaluate", "report_from_logs",
-        "save_plots",
+        "classical_scores", "compare_single_task", "cross_validate", "delta_m", "evaluate", "reference_scores",
+        "report_from_logs", "save_plots", "trivial_scores",
     ],
     "kmtl.recipes": ["RECIPES", "get"],
 }
