@@ -110,7 +110,7 @@ def test_unseen_subjects_get_the_fixed_effects_prediction(tiny):
     layer.mean.assign(np.random.default_rng(0).normal(size=layer.mean.shape))
     days = np.array([[0.0], [4.0], [4.0], [4.0]], "float32")
     subject = np.array([3, 3, 8, -1], "int32")  # 8 subjects: ids 8 and -1 are unseen
-    out = model.predict({"subject": subject, "days": days}, verbose=0)["reaction"].reshape(-1)
+    out = model({"subject": subject, "days": days}, training=False)["reaction"].numpy().reshape(-1)
     kernel, bias = model.get_layer("reaction_fixed").get_weights()
     fixed = me.TASKS[0].target_offset + me.TASKS[0].target_scale * (bias[0] + kernel[0, 0] * days[:, 0] / 9.0)
     np.testing.assert_allclose(out[2:], fixed[2:], rtol=1e-6)
