@@ -21,8 +21,8 @@ PUBLIC = {
     ],
     "kmtl.layers": [
         "CRF", "ChannelGroups", "CharacterCNN", "CrossStitch", "ExpertGate", "ExpertMixture", "Experts", "FeatureFusion", "GradientReversal",
-        "GroupedLSTM", "LabelEmbedding", "LayerMixture", "SequenceReadout", "StackedHeads", "StopGradient",
-        "SubspaceMixing", "TensorFactorizedDense",
+        "GroupedLSTM", "LabelEmbedding", "LayerMixture", "RandomEffects", "SequenceReadout", "StackedHeads",
+        "StopGradient", "SubspaceMixing", "TensorFactorizedDense",
     ],
     "kmtl.regularizers": [
         "GroupLasso", "MeanRegularized", "Penalty", "SoftSharingL2", "TaskCovarianceUpdater", "TaskRelationshipPrior",
