@@ -178,7 +178,7 @@ def test_weights_turned_nan_by_a_nan_input_are_caught_though_the_losses_stay_fin
     assert (guard.batch, guard.nan_variables) == (2, ["trunk/kernel"])
 
 
-def test_weights_are_checked_less_often_when_the_check_costs_more_than_one_percent_of_a_step():
+def test_weights_are_checked_less_often_when_the_check_costs_more_than_its_share_of_a_step():
     guard = TaskNaNGuard(on_nan="raise")
     make_model().fit(make_data(), epochs=2, verbose=0, shuffle=False, callbacks=[guard])
     check = guard._weights_check
