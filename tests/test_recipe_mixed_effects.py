@@ -167,9 +167,10 @@ def test_report_sets_estimates_beside_mixedlm_and_they_agree():
     assert rmse["kmtl (fixed + subject effects)"] < rmse["MixedLM ML (fixed effects only)"] < rmse["trivial (training mean)"]
 
 
-@pytest.mark.slow  # ~6 s: a quick run, its export and a SavedModel load
+@pytest.mark.slow  # ~7 s: a quick run, its export, its picture and a SavedModel load
 def test_train_exports_a_model_equal_to_the_keras_model(tmp_path):
     run = train_recipe("mixed-effects", quick=True, export_dir=tmp_path, verbose=0, log=lambda line: None)
+    assert (run.export_path / "assets.extra" / "subject_lines.png").stat().st_size > 0
     inputs = {"subject": np.array([0, 7, 8, -1], "int32"), "days": np.array([[0.0], [3.0], [9.0], [5.0]], "float32")}
     expected = run.model.predict(inputs, verbose=0)
     serving = tf.saved_model.load(str(run.export_path)).signatures["serving_default"]

@@ -47,6 +47,7 @@ from kmtl.recipes.mixed_effects._data import (
     load_sleepstudy,
     make_tasks,
 )
+from kmtl.recipes.mixed_effects._plots import save_subject_lines
 from kmtl.recipes.mixed_effects._report import DAYS_SCALE, ROWS, estimates, fit_mixedlm, report
 
 NAME = "mixed-effects"
@@ -182,6 +183,7 @@ RECIPE = Recipe(
     search_space=SEARCH_SPACE,
     sources="synthetic (default), sleepstudy",
     baselines=baselines,
+    plots=save_subject_lines,
 )
 
 __all__ = [
@@ -205,4 +207,5 @@ __all__ = [
     "load_sleepstudy",
     "make_tasks",
     "report",
+    "save_subject_lines",
 ]
