@@ -158,13 +158,10 @@ def test_report_sets_estimates_beside_mixedlm_and_they_agree():
     for key in ("sd_intercept", "sd_slope", "residual_sd"):
         assert ours[key] == pytest.approx(ml[key], rel=0.05), key
     assert reml["sd_intercept"] > ml["sd_intercept"]  # REML's variances are larger: the columns are not swapped
-    rmse = {}  # test RMSE by predictor
-    for line in text.splitlines():
-        for name in ("kmtl (fixed + subject effects)", "MixedLM ML (fixed effects only)", "trivial (training mean)"):
-            if line.startswith(name):
-                rmse[name] = float(line.split()[-2])
+    names = ("kmtl (fixed + subject effects)", "MixedLM ML (fixed effects only)", "trivial (training mean)")
+    rmse = {name: float(line.split()[-2]) for line in text.splitlines() for name in names if line.startswith(name)}
     # Subject effects forecast the last two days better than the fixed effects alone and the trivial predictor.
-    assert rmse["kmtl (fixed + subject effects)"] < rmse["MixedLM ML (fixed effects only)"] < rmse["trivial (training mean)"]
+    assert rmse[names[0]] < rmse[names[1]] < rmse[names[2]]
 
 
 @pytest.mark.slow  # ~7 s: a quick run, its export, its picture and a SavedModel load

@@ -104,11 +104,13 @@ class RandomEffects(keras.layers.Layer):
                 "Invalid value for `prior_stddev`. Expected a positive number or a sequence of them. "
                 f"Received: prior_stddev={prior_stddev!r}"
             )
-        self.prior_stddev = float(stddevs[0]) if not isinstance(prior_stddev, (list, tuple)) else [float(s) for s in stddevs]
+        listed = isinstance(prior_stddev, (list, tuple))
+        self.prior_stddev = [float(s) for s in stddevs] if listed else float(stddevs[0])
         self.trainable_prior = bool(trainable_prior)
         if not _is_positive_number(penalty_weight):
             raise ValueError(
-                f"Invalid value for `penalty_weight`. Expected a positive number. Received: penalty_weight={penalty_weight!r}"
+                "Invalid value for `penalty_weight`. Expected a positive number. "
+                f"Received: penalty_weight={penalty_weight!r}"
             )
         self.penalty_weight = float(penalty_weight)
         self.seed = seed
@@ -157,7 +159,8 @@ class RandomEffects(keras.layers.Layer):
         if self.posterior == "gaussian":
             # Starts at the prior's spread: the penalty (a KL divergence) starts at 0.
             self.posterior_log_diagonal = self.add_weight(
-                name="posterior_log_diagonal", shape=(g, u, k), initializer=_Constant(np.broadcast_to(log_sd, (g, u, k)))
+                name="posterior_log_diagonal", shape=(g, u, k),
+                initializer=_Constant(np.broadcast_to(log_sd, (g, u, k))),
             )
             if k > 1:
                 self.posterior_lower = self.add_weight(

@@ -108,11 +108,15 @@ def build_model(
         `kmtl.MultiTaskModel` with one output per task, in ms.
     """
     if posterior not in POSTERIORS:
-        raise ValueError(f"Invalid value for `posterior`. Expected one of {POSTERIORS}. Received: posterior={posterior!r}")
+        raise ValueError(
+            f"Invalid value for `posterior`. Expected one of {POSTERIORS}. Received: posterior={posterior!r}"
+        )
     tasks = list(tasks) if tasks is not None else make_tasks()
     known = [t.name for t in TASKS]
     if not tasks or any(t.name not in known for t in tasks):
-        raise ValueError(f"Invalid value for `tasks`. Expected tasks among {known}. Received: {[t.name for t in tasks]}")
+        raise ValueError(
+            f"Invalid value for `tasks`. Expected tasks among {known}. Received: {[t.name for t in tasks]}"
+        )
     counts = dict(num_observations or {})
 
     # === Inputs ===

@@ -211,7 +211,9 @@ def load_data(
             raise ValueError(f"Invalid value for `{name}`. Expected a positive int. Received: {name}={value!r}")
     keep = list(TASK_NAMES) if tasks is None else list(tasks)
     if not keep or any(name not in TASK_NAMES for name in keep):
-        raise ValueError(f"Invalid value for `tasks`. Expected names among {list(TASK_NAMES)}. Received: tasks={keep!r}")
+        raise ValueError(
+            f"Invalid value for `tasks`. Expected names among {list(TASK_NAMES)}. Received: tasks={keep!r}"
+        )
     data = load_source(source, num_subjects, seed)
     parts = split_by_day(data)  # the first test day's change is measured from day 7
     datasets = []
