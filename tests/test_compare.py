@@ -353,3 +353,24 @@ def test_compare_recipe_over_label_fractions_with_a_plot(tiny_recipe, tmp_path):
     assert (tmp_path / "fractions.png").read_bytes()[:4] == b"\x89PNG"
     summary = result.summary().splitlines()
     assert summary[1].split()[:3] == ["label", "fraction", "Δm"] and summary[3].split()[0] == "1"
+
+
+@pytest.mark.slow  # three 1-trial searches and three models of the tiny recipe, eagerly: about 10 s on 2 cores
+def test_compare_tunes_each_model_with_the_same_number_of_trials(tiny_recipe, monkeypatch):
+    import keras_tuner
+
+    from kmtl.app.compare import compare_recipe
+
+    searches = []
+    original = keras_tuner.RandomSearch.search
+
+    def search(self, *args, **kwargs):
+        searches.append((self.oracle.max_trials, kwargs["epochs"], sorted(self.hypermodel.space)))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras_tuner.RandomSearch, "search", search)
+    result = compare_recipe("tiny", quick=True, tune_trials=1, classical=False)
+    # The same trials and epochs for each model; single-task searches leave out the weighting.
+    assert searches == [(1, 1, ["learning_rate", "weighting"]), (1, 1, ["learning_rate"]), (1, 1, ["learning_rate"])]
+    assert any(note.startswith("Tuned: each model had its own 1-trial random search") for note in result.notes)
+    assert len({run["steps"] for run in result.runs}) == 1

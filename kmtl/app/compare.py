@@ -172,7 +172,7 @@ class _Runs:
     def __init__(self, recipe, settings, seed, resplit):
         self.recipe, self.settings, self.seed, self.resplit = recipe, settings, seed, resplit
         self.data_seed = seed
-        self._loaders = {}
+        self._loaders, self._examples = {}, (None, None, None)
 
     def loader(self, data_seed=None):
         data_seed = self.data_seed if data_seed is None else data_seed
@@ -194,7 +194,9 @@ class _Runs:
         from kmtl.evaluation.label_fraction import mask_labels
 
         _, val, test = self.resample(model_seed)
-        inputs, labels = collect_examples(self.loader().load(None, fresh=False).train, tasks)
+        if self._examples[0] != self.data_seed:  # the training split in memory, read once per data seed
+            self._examples = (self.data_seed, *collect_examples(self.loader().load(None, fresh=False).train, tasks))
+        _, inputs, labels = self._examples
         labels = mask_labels(labels, tasks, fraction, model_seed)
         batch_size = self.settings["batch_size"]
 

@@ -209,7 +209,9 @@ class ComparisonResult:
                    _cell(r.mtl, digits, many), _cell(r.single, digits, many) if r.single else "-"]
             if references:
                 row += [_cell(r.trivial, digits, False), _cell(r.classical, digits, False)]
-            unclear += [f"{r.task} ({side})" for side in ("mtl", "single") if r.beats_trivial(side) is False]
+            failed = [name for side, name in (("mtl", "multi-task"), ("single", "single-task"))
+                      if r.beats_trivial(side) is False]
+            unclear += [r.task + ("" if len(failed) == 2 else f" ({failed[0]})")] if failed else []
             if not r.single:
                 rows.append(row + ["-", "-", "-", "-"])
                 continue
@@ -242,7 +244,7 @@ class ComparisonResult:
             lines += self._reference_notes()
         if unclear:
             lines.append(f"Not clearly better (at least {CLEAR_MARGIN:.0%} relative, interval above 0 with repeats) "
-                         f"than the trivial predictor: {', '.join(unclear)}.")
+                         f"than the trivial predictor (both models unless named): {', '.join(unclear)}.")
         if undefined:
             lines.append(f"Undefined for {', '.join(undefined)}: a score is NaN or a baseline 0 (e.g. AUROC with one "
                          "class in the test labels); use more test data or other `primary_metrics`.")
@@ -265,7 +267,8 @@ class ComparisonResult:
         if trivial:
             lines.append("Trivial predictors: " + "; ".join(f"{name} ({', '.join(t)})" for name, t in trivial.items())
                          + ".")
-        lines += [f"Classical model of {', '.join(t)}: {reason}." for reason, t in skipped.items()]
+        lines += [f"Classical model skipped for {', '.join(t)}: {reason.removeprefix('skipped: ')}."
+                  for reason, t in skipped.items()]
         return lines
 
 
