@@ -213,7 +213,7 @@ def test_suggest_rejects_bad_models_and_data(small):
 # === suggest: measured ===
 
 
-@pytest.mark.slow  # ~2 s: two one-step measurements (tracing)
+@pytest.mark.slow  # ~4 s: two one-step measurements (tracing the step takes the time)
 def test_one_step_affinity_equals_the_definitions(small):
     """With one full batch and one step, the lookahead entry [i, j] is 1 - L_j(θ_s - η ∇_s L_i) / L_j(θ_s) and the
     gradient entry the cosine of the shared gradients, both computed here by hand with assigned weights."""
@@ -246,7 +246,8 @@ def test_one_step_affinity_equals_the_definitions(small):
     unit = flat / np.linalg.norm(flat, axis=1, keepdims=True)
 
     lookahead = kmtl.grouping.suggest(model, (x, labels), steps=1, batch_size=16, learning_rate=rate, seed=None)
-    gradient = kmtl.grouping.suggest(model, (x, labels), method="gradient", steps=1, batch_size=16, seed=None)
+    batches = tf.data.Dataset.from_tensor_slices((x, labels)).batch(16)  # a dataset works as arrays do
+    gradient = kmtl.grouping.suggest(model, batches, method="gradient", steps=1, seed=None)
     np.testing.assert_allclose(lookahead.affinity, expected, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(gradient.affinity, unit @ unit.T, atol=1e-5)
 

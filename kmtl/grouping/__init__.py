@@ -11,6 +11,6 @@ See docs/grouping.md.
 
 from kmtl.grouping.branched import branched
 from kmtl.grouping.partition import best_partitions, partition_score
-from kmtl.grouping.suggest import TaskGrouping, suggest
+from kmtl.grouping.suggestion import TaskGrouping, suggest
 
 __all__ = ["TaskGrouping", "best_partitions", "branched", "partition_score", "suggest"]

@@ -164,7 +164,8 @@ def suggest(
 
     Args:
         model_or_build_fn: `kmtl.MultiTaskModel` with shared variables, or a function of no arguments returning
-            one. Losses: the compiled model's (with its `loss` overrides), else the tasks' own.
+            one. Losses: the compiled model's (with its `loss` overrides), else the tasks' own (a build function's
+            uncompiled model is compiled with default settings, which gives the same losses).
         data: `(inputs, {task_name: labels})` arrays, or a `tf.data.Dataset` of such batches (repeated as needed).
         method: `"lookahead"` (Fifty et al. 2021: `1 - L_j(after a step on L_i) / L_j(before)`) or `"gradient"`
             (cosine similarity of the tasks' gradients of the shared variables; cheaper, symmetric).
@@ -257,6 +258,9 @@ def _model(model_or_build_fn) -> MultiTaskModel:
             "Task grouping measures how tasks affect each other through shared variables, but the model has none: "
             "no trainable layer feeds more than one task. Measure on a model with a shared trunk (e.g. hard_sharing)."
         )
+    if model is not model_or_build_fn and not model.compiled:
+        # A fresh model of ours: compiled, its task losses are computed a few alike tasks per op (faster to trace).
+        model.compile(optimizer="sgd", weighting="equal")
     return model
 
 
