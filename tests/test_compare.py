@@ -291,11 +291,11 @@ def test_masked_training_labels_are_the_same_for_every_model_of_a_repeat(tiny_re
 
     tasks = _tasks()[:2]
     runs = _Runs(tiny_recipe, tiny_recipe.settings(quick=True), 0, resplit=False)
-    train, val, test = runs.masked(3, tasks, 0.5)
+    train, val, test = runs.masked(0, 3, tasks, 0.5)
     both = collect_examples(train(["a", "r"]), tasks)[1]
     single = collect_examples(train(["a"]), tasks[:1])[1]
     np.testing.assert_array_equal(both["a"], single["a"])
-    again = collect_examples(runs.masked(3, tasks, 0.5)[0](["a", "r"]), tasks)[1]
+    again = collect_examples(runs.masked(1, 3, tasks, 0.5)[0](["a", "r"]), tasks)[1]
     np.testing.assert_array_equal(again["a"], both["a"])
     assert 0 < (both["a"] == -1).sum() < len(both["a"])
     validation = collect_examples(val(["a"]), tasks[:1])[1]
@@ -374,3 +374,43 @@ def test_compare_tunes_each_model_with_the_same_number_of_trials(tiny_recipe, mo
     assert searches == [(1, 1, ["learning_rate", "weighting"]), (1, 1, ["learning_rate"]), (1, 1, ["learning_rate"])]
     assert any(note.startswith("Tuned: each model had its own 1-trial random search") for note in result.notes)
     assert len({run["steps"] for run in result.runs}) == 1
+
+
+def test_folds_need_a_recipe_that_declares_a_fold_setting(tiny_recipe):
+    from kmtl.app.compare import compare_recipe
+
+    with pytest.raises(ValueError, match="does not declare a `fold` data setting.*--resplit"):
+        compare_recipe("tiny", folds=3)
+    with pytest.raises(ValueError, match="Expected an int >= 2. Received: folds=1"):
+        compare_recipe("tiny", folds=1)
+
+
+@pytest.mark.slow  # trains 6 tiny models eagerly (2 folds x 3 models): about 8 s on 2 cores
+def test_compare_over_grouped_folds_pairs_each_fold(tiny_recipe):
+    import dataclasses
+
+    import kmtl.recipe
+    from kmtl.app.compare import compare_recipe
+
+    asked = []
+
+    def load_data(batch_size=8, seed=0, tasks=None, fold=None):
+        asked.append(fold)
+        x, y = _data(40, seed)
+        groups = np.arange(40) // 4  # ten subjects of four examples
+        test = np.isin(groups % fold[1], [fold[0]]) if fold else groups >= 8
+        keep = tasks or ["a", "r"]
+        parts = [~test & (groups % 5 != 4), ~test & (groups % 5 == 4), test]
+        splits = [tf.data.Dataset.from_tensor_slices((x[p], {k: y[k][p] for k in keep})).batch(batch_size)
+                  for p in parts]
+        return kmtl.RecipeData(*splits, tasks=[t for t in _tasks() if t.name in keep])
+
+    folded = dataclasses.replace(tiny_recipe, name="tiny-folds", load_data=load_data, data_settings=("fold",))
+    kmtl.recipe.register_recipe(folded)
+    try:
+        result = compare_recipe("tiny-folds", quick=True, folds=2, classical=False)
+    finally:
+        kmtl.recipe.unregister_recipe("tiny-folds")
+    assert result.seeds == [0, 0] and len(result["a"].mtl) == 2
+    assert {(0, 2), (1, 2)} <= set(asked) and None in asked  # the tasks are read once without a fold
+    assert any("one per fold" in note for note in result.notes)

@@ -24,6 +24,7 @@ def compare_recipe(
     plot: str | Path | None = None,
     classical: bool = True,
     tune_trials: int | None = None,
+    folds: int | None = None,
     **overrides,
 ):
     """Compares a recipe's multi-task model with single-task models of the same architecture and budget.
@@ -53,6 +54,9 @@ def compare_recipe(
         resplit: bool. Each repeat also draws new data with its seed: a new train/validation/test split of the
             recipe's data (by patient where the recipe splits by group, e.g. clinical-timeseries), or new synthetic
             data. Repeats then measure the spread over data splits as well as over initialisations.
+        folds: int or None. K-fold repeats: each seed runs K repeats, one per fold, with the recipe's data setting
+            `fold=(k, K)` (the k-th of K folds as the test split, grouped by patient or subject where the recipe's
+            data has groups). Only for recipes that declare `fold` among their `data_settings`.
         label_fractions: sequence of float in (0, 1], or None.
         plot: path of a PNG of Δm against the label fraction (needs matplotlib), or None. Checked before training:
             an existing file is never replaced.
@@ -88,7 +92,9 @@ def compare_recipe(
         _check_plot_path(plot, fractions)
     if tune_trials is not None and (isinstance(tune_trials, bool) or not isinstance(tune_trials, int) or tune_trials < 1):
         raise ValueError(f"Invalid value for `tune_trials`. Expected a positive int. Received: tune_trials={tune_trials!r}")
-    runs = _Runs(recipe, settings, seed, resplit)
+    if folds is not None:
+        _check_folds(recipe, folds)
+    runs = _Runs(recipe, settings, seed, resplit, folds)
     tasks = runs.loader(seed).load(None, fresh=True).tasks
     names = [t.name for t in tasks]
     tuned, current = {}, {}
@@ -110,14 +116,14 @@ def compare_recipe(
 
     # The recipe's datasets shuffle themselves; shuffle=False keeps Keras from warning that it cannot.
     fit_kwargs = {"epochs": settings["epochs"], "verbose": verbose, "shuffle": False}
-    seeds = [seed + r for r in range(repeats)]
+    seeds = [seed + r for r in range(repeats) for _ in range(folds or 1)]
 
     def compare(fraction):
         if log is not None and fraction is not None:
             log(f"Label fraction {fraction:g}:")
-        resample = runs.resample if fraction is None and resplit else None
+        resample = runs.resample if fraction is None and (resplit or folds) else None
         if fraction is not None:
-            resample = lambda model_seed: runs.masked(model_seed, tasks, fraction)  # noqa: E731
+            resample = lambda repeat, model_seed: runs.masked(repeat, model_seed, tasks, fraction)  # noqa: E731
         splits = [runs.loader(seed).split(i) for i in range(3)] if resample is None else [None] * 3
         result = compare_single_task(build_fn, compile_fn, *splits, list(tasks), fit_kwargs=fit_kwargs, seeds=seeds,
                                      log=log, classical=classical, resample=resample)
@@ -150,6 +156,16 @@ def baseline_report(recipe: Recipe, settings: dict, seed: int = 0) -> str:
         return f"Baseline skipped ({' '.join(str(error).split())})."
 
 
+def _check_folds(recipe, folds) -> None:
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"Invalid value for `folds`. Expected an int >= 2. Received: folds={folds!r}")
+    if "fold" not in recipe.data_settings:
+        raise ValueError(
+            f"The {recipe.name} recipe does not declare a `fold` data setting, so its data cannot be split into "
+            "folds; use resplit=True (--resplit) for a new split per repeat instead."
+        )
+
+
 def _check_plot_path(plot, fractions) -> None:
     path = Path(plot)
     if fractions is None:
@@ -163,39 +179,42 @@ def _check_plot_path(plot, fractions) -> None:
 
 
 class _Runs:
-    """The data of each repeat: the recipe's splits for the repeat's data seed, and masked training labels.
+    """The data of each repeat: the recipe's splits for the repeat's data seed and fold, and masked training labels.
 
-    `compare_single_task` calls `resample(seed)` before a repeat's models, so `build_fn` then builds them with that
-    repeat's data (and what the recipe derives from it, e.g. a normaliser).
+    `compare_single_task` calls `resample(repeat, seed)` before a repeat's models, so `build_fn` then builds them
+    with that repeat's data (and what the recipe derives from it, e.g. a normaliser).
     """
 
-    def __init__(self, recipe, settings, seed, resplit):
-        self.recipe, self.settings, self.seed, self.resplit = recipe, settings, seed, resplit
-        self.data_seed = seed
+    def __init__(self, recipe, settings, seed, resplit, folds=None):
+        self.recipe, self.settings, self.seed, self.resplit, self.folds = recipe, settings, seed, resplit, folds
+        self.data = (seed, None)  # (data seed, fold)
         self._loaders, self._examples = {}, (None, None, None)
 
     def loader(self, data_seed=None):
-        data_seed = self.data_seed if data_seed is None else data_seed
-        if data_seed not in self._loaders:
-            self._loaders = {data_seed: _Loader(self.recipe, self.settings, data_seed)}  # one split in memory
-        return self._loaders[data_seed]
+        key = self.data if data_seed is None else (data_seed, self.data[1])
+        if key not in self._loaders:
+            settings = self.settings if key[1] is None else {**self.settings, "fold": key[1]}
+            self._loaders = {key: _Loader(self.recipe, settings, key[0])}  # one split in memory
+        return self._loaders[key]
 
-    def resample(self, model_seed):
-        """The recipe's splits for a repeat: drawn with the model seed when resplitting, else with the first seed."""
-        self.data_seed = model_seed if self.resplit else self.seed
+    def resample(self, repeat, model_seed):
+        """The recipe's splits for a repeat: drawn with the model seed when resplitting, else with the first seed;
+        with folds, repeat `r` holds out fold `r % folds`."""
+        fold = None if self.folds is None else (repeat % self.folds, self.folds)
+        self.data = (model_seed if self.resplit else self.seed, fold)
         loader = self.loader()
         return tuple(loader.split(i) for i in range(3))
 
-    def masked(self, model_seed, tasks, fraction):
+    def masked(self, repeat, model_seed, tasks, fraction):
         """The repeat's splits with training labels masked to `fraction` (drawn with the model seed)."""
         import tensorflow as tf
 
         from kmtl.evaluation.arrays import collect_examples
         from kmtl.evaluation.label_fraction import mask_labels
 
-        _, val, test = self.resample(model_seed)
-        if self._examples[0] != self.data_seed:  # the training split in memory, read once per data seed
-            self._examples = (self.data_seed, *collect_examples(self.loader().load(None, fresh=False).train, tasks))
+        _, val, test = self.resample(repeat, model_seed)
+        if self._examples[0] != self.data:  # the training split in memory, read once per data seed and fold
+            self._examples = (self.data, *collect_examples(self.loader().load(None, fresh=False).train, tasks))
         _, inputs, labels = self._examples
         labels = mask_labels(labels, tasks, fraction, model_seed)
         batch_size = self.settings["batch_size"]
@@ -209,6 +228,9 @@ class _Runs:
 
     def notes(self, fraction) -> list:
         notes = []
+        if self.folds:
+            notes.append(f"Each seed ran {self.folds} repeats, one per fold of the recipe's `fold` data setting "
+                         "(grouped where the recipe's data has groups).")
         if self.resplit:
             notes.append("Each repeat drew new data with its seed (resplit): a new split of the recipe's data, by "
                          "group where the recipe splits by group.")

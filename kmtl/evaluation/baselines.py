@@ -47,7 +47,7 @@ def compare_single_task(
     log: Callable[[str], None] | None = None,
     trivial: bool = True,
     classical: bool = True,
-    resample: Callable[[int], tuple] | None = None,
+    resample: Callable[[int, int], tuple] | None = None,
 ) -> ComparisonResult:
     """Trains the multi-task model and one single-task model per main task with the same architecture and budget.
 
@@ -92,9 +92,10 @@ def compare_single_task(
         log: callable receiving progress lines (e.g. `print`), or None.
         trivial: bool. Score each task's trivial predictor fitted on the training data.
         classical: bool. Also score its classical model (a few seconds per task at most).
-        resample: callable `seed -> (train, val, test)` or None. Called before each repeat's models; its splits
-            (in the forms above) replace `train`, `val` and `test` for that repeat: e.g. training labels masked
-            with the seed, or a new split of the data. Every model of a repeat gets the same splits.
+        resample: callable `(repeat, seed) -> (train, val, test)` or None, `repeat` counting from 0. Called before
+            each repeat's models; its splits (in the forms above) replace `train`, `val` and `test` for that repeat:
+            e.g. training labels masked with the seed, a new split of the data, or a fold. Every model of a repeat
+            gets the same splits.
 
     Returns:
         `ComparisonResult`: per task the MTL and single-task scores, relative improvement and negative-transfer
@@ -122,7 +123,7 @@ def compare_single_task(
     scores = {t.name: {"mtl": [], "single": [], "trivial": [], "classical": []} for t in tasks}
     runs, fitted, details = [], {}, {}
     for repeat, seed in enumerate(seeds, start=1):
-        splits = (train, val, test) if resample is None else tuple(resample(seed))
+        splits = (train, val, test) if resample is None else tuple(resample(repeat - 1, seed))
         if trivial or classical:
             key = tuple(id(split) for split in splits)  # the same data: fitted once
             if key not in fitted:
