@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="paired repeats (seeds) to average over; 3 or more give intervals and tests (default: 1)")
     compare.add_argument("--resplit", action="store_true",
                          help="each repeat also draws a new data split (by patient where the recipe splits by group)")
+    compare.add_argument("--folds", type=_number(int, lambda v: v >= 2, "an integer >= 2"), metavar="K",
+                         help="each seed runs K repeats, one per grouped fold (recipes with a `fold` data setting)")
     compare.add_argument("--label-fraction", dest="label_fractions", type=_fractions, metavar="F[,F...]",
                          help="compare at each fraction of training labels kept per task, e.g. 1,0.3,0.1,0.03")
     compare.add_argument("--plot", metavar="PATH.png", help="with --label-fraction: plot Δm against the fraction")
@@ -160,7 +162,7 @@ def _run(args) -> int:
         result = compare_recipe(args.recipe, quick=args.quick, repeats=args.repeats, seed=args.seed,
                                 verbose=0 if args.verbose < 2 else 2, log=print, resplit=args.resplit,
                                 label_fractions=args.label_fractions, plot=args.plot, classical=args.classical,
-                                tune_trials=args.tune_trials, **_settings(args))
+                                tune_trials=args.tune_trials, folds=args.folds, **_settings(args))
         print()
         print(result.table())
         return 0
