@@ -102,7 +102,7 @@ def build_model(
             `"point"` (the random effects' mode; smaller variances, see `kmtl.layers.RandomEffects`).
         prior_stddev: float. Initial prior standard deviation of the random coefficients, in standardised units.
         tasks: the tasks to learn; defaults to `make_tasks()` (pass a subset for single-task baselines).
-        seed: int or None. Seed of the posterior samples.
+        seed: int or None. Seed of the posterior samples (task i's layer uses `seed + i`).
 
     Returns:
         `kmtl.MultiTaskModel` with one output per task, in ms.
@@ -126,12 +126,12 @@ def build_model(
 
     # === Fixed and random parts per task ===
     outputs = {}
-    for task in tasks:
+    for i, task in enumerate(tasks):
         fixed = keras.layers.Dense(1, name=f"{task.name}_fixed")(scaled_days)
         random_inputs = [subject, scaled_days] if task.name == "reaction" else subject
         random = RandomEffects(
-            num_groups, posterior=posterior, prior_stddev=prior_stddev,
-            penalty_weight=1.0 / counts.get(task.name, 1), seed=seed, name=f"{task.name}_random",
+            num_groups, posterior=posterior, prior_stddev=prior_stddev, penalty_weight=1.0 / counts.get(task.name, 1),
+            seed=None if seed is None else seed + i, name=f"{task.name}_random",
         )(random_inputs)
         standardized = keras.layers.Add(name=f"{task.name}_standardized")([fixed, random])
         outputs[task.name] = keras.layers.Rescaling(
