@@ -10,6 +10,7 @@ import pytest
 import kmtl
 from kmtl import Task
 from kmtl.grouping import TaskGrouping, best_partitions, partition_score
+from kmtl.grouping.affinity import measure_affinity
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -150,6 +151,14 @@ def test_builder_call_builds_the_same_model_as_build():
     assert "a1 " in grouping.table() and "-0.0200" in str(grouping)
 
 
+def test_public_names_and_the_affinity_as_a_frame():
+    assert sorted(kmtl.grouping.__all__) == ["TaskGrouping", "best_partitions", "branched", "partition_score", "suggest"]
+    pytest.importorskip("pandas")
+    frame = _grouping().to_frame()
+    assert list(frame.index) == list(frame.columns) == ["a1", "b1", "a2"]
+    assert frame.loc["b1", "a1"] == -0.02  # row: the stepping task
+
+
 def test_plot_writes_a_png_and_never_overwrites(tmp_path):
     pytest.importorskip("matplotlib")
     path = _grouping().plot(tmp_path / "affinity.png")
@@ -185,6 +194,7 @@ def small():
         ({"steps": 0}, "Received: steps=0"),
         ({"learning_rate": -1.0}, "Received: learning_rate=-1.0"),
         ({"optimizer": "no_such_optimizer"}, "Received: optimizer='no_such_optimizer'"),
+        ({"seed": 1.5}, "Received: seed=1.5"),
     ],
 )
 def test_suggest_rejects_bad_arguments(small, kwargs, match):
@@ -250,6 +260,24 @@ def test_one_step_affinity_equals_the_definitions(small):
     gradient = kmtl.grouping.suggest(model, batches, method="gradient", steps=1, seed=None)
     np.testing.assert_allclose(lookahead.affinity, expected, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(gradient.affinity, unit @ unit.T, atol=1e-5)
+
+
+@pytest.mark.slow  # ~1 s: one traced step
+def test_weights_are_restored_when_measuring_fails():
+    x, labels, names = grouped_regression((1, 1), n=8)
+    model = trunk_model(names)
+    model.compile(optimizer="sgd")
+    before = [v.numpy().copy() for v in model.variables]
+
+    def batches():
+        yield x, labels  # one training step changes the weights
+        raise RuntimeError("the data source failed")
+
+    optimizer = keras.optimizers.SGD(0.1)
+    with pytest.raises(RuntimeError, match="the data source failed"):
+        measure_affinity(model, batches(), method="lookahead", steps=2, learning_rate=0.1, optimizer=optimizer)
+    assert optimizer.iterations.numpy() == 1  # the step did happen
+    assert all(np.array_equal(a, b) for a, b in zip([v.numpy() for v in model.variables], before))
 
 
 @pytest.mark.slow  # ~8 s: 300 measured training steps for each of two methods

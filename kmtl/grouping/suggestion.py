@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kmtl._checks import check_number, check_positive_int
+from kmtl._checks import check_nonnegative_int, check_number, check_positive_int
 from kmtl._files import write_file
 from kmtl.grouping.affinity import METHODS, measure_affinity
 from kmtl.grouping.branched import branched
@@ -204,7 +204,7 @@ def suggest(
     learning_rate = check_number("learning_rate", learning_rate)
     exact_max_tasks = check_positive_int("exact_max_tasks", exact_max_tasks)
     if seed is not None:
-        seed = int(check_number("seed", seed, allow_zero=True))
+        seed = check_nonnegative_int("seed", seed)
         keras.utils.set_random_seed(seed)
     model = _model(model_or_build_fn)
     num_tasks = len(model.tasks)
