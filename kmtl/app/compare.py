@@ -80,20 +80,12 @@ def compare_recipe(
         Maninis, Radosavovic & Kokkinos (2019). Attentive Single-Tasking of Multiple Tasks. CVPR.
     """
     from kmtl.evaluation.baselines import compare_single_task
-    from kmtl.evaluation.label_fraction import LabelFractionResult, check_fractions
+    from kmtl.evaluation.label_fraction import LabelFractionResult
 
     recipe = resolve(recipe)
     settings = recipe.settings(quick=quick, epochs=epochs, **overrides)
     check_run_settings(settings)
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"Invalid value for `repeats`. Expected a positive int. Received: repeats={repeats!r}")
-    fractions = None if label_fractions is None else sorted(set(check_fractions(label_fractions)), reverse=True)
-    if plot is not None:
-        _check_plot_path(plot, fractions)
-    if tune_trials is not None and (isinstance(tune_trials, bool) or not isinstance(tune_trials, int) or tune_trials < 1):
-        raise ValueError(f"Invalid value for `tune_trials`. Expected a positive int. Received: tune_trials={tune_trials!r}")
-    if folds is not None:
-        _check_folds(recipe, folds)
+    fractions = _check_arguments(recipe, repeats, label_fractions, plot, tune_trials, folds)
     runs = _Runs(recipe, settings, seed, resplit, folds)
     tasks = runs.loader(seed).load(None, fresh=True).tasks
     names = [t.name for t in tasks]
@@ -127,11 +119,7 @@ def compare_recipe(
         splits = [runs.loader(seed).split(i) for i in range(3)] if resample is None else [None] * 3
         result = compare_single_task(build_fn, compile_fn, *splits, list(tasks), fit_kwargs=fit_kwargs, seeds=seeds,
                                      log=log, classical=classical, resample=resample)
-        result.notes += runs.notes(fraction)
-        if tuned:
-            result.notes.append(f"Tuned: each model had its own {tune_trials}-trial random search of the recipe's "
-                                "search space; best values: "
-                                + "; ".join(f"{label} {dict(**b, **c)}" for label, (b, c) in tuned.items()) + ".")
+        result.notes += runs.notes(fraction) + _tuning_notes(tuned, tune_trials)
         return result
 
     if fractions is None:
@@ -154,6 +142,29 @@ def baseline_report(recipe: Recipe, settings: dict, seed: int = 0) -> str:
         return recipe.baselines(settings, seed)
     except ImportError as error:
         return f"Baseline skipped ({' '.join(str(error).split())})."
+
+
+def _check_arguments(recipe, repeats, label_fractions, plot, tune_trials, folds) -> list | None:
+    """Checks the comparison's own arguments before any data is loaded; returns the fractions, largest first."""
+    from kmtl.evaluation.label_fraction import check_fractions
+
+    for name, value in (("repeats", repeats), ("tune_trials", tune_trials)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"Invalid value for `{name}`. Expected a positive int. Received: {name}={value!r}")
+    fractions = None if label_fractions is None else sorted(set(check_fractions(label_fractions)), reverse=True)
+    if plot is not None:
+        _check_plot_path(plot, fractions)
+    if folds is not None:
+        _check_folds(recipe, folds)
+    return fractions
+
+
+def _tuning_notes(tuned, trials) -> list:
+    if not tuned:
+        return []
+    values = "; ".join(f"{label} {dict(**build, **compile)}" for label, (build, compile) in tuned.items())
+    return [f"Tuned: each model had its own {trials}-trial random search of the recipe's search space; best values: "
+            f"{values}."]
 
 
 def _check_folds(recipe, folds) -> None:
