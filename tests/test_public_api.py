@@ -12,7 +12,7 @@ import kmtl
 PUBLIC = {
     "kmtl": [
         "EvaluationReport", "MultiTaskModel", "Recipe", "RecipeData", "Task", "backbones", "builders", "data",
-        "evaluate", "evaluation", "export", "heads", "layers", "load_model", "losses", "metrics", "preprocessing", "regularizers",
+        "evaluate", "evaluation", "export", "grouping", "heads", "layers", "load_model", "losses", "metrics", "preprocessing", "regularizers",
         "training", "tuning", "weighting",
     ],
     "kmtl.builders": [
