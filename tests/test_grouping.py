@@ -280,6 +280,16 @@ def test_weights_are_restored_when_measuring_fails():
     assert all(np.array_equal(a, b) for a, b in zip([v.numpy() for v in model.variables], before))
 
 
+@pytest.mark.slow  # ~1 s: one traced step
+def test_a_diverging_measurement_says_so_and_restores_the_weights():
+    x, labels, names = grouped_regression((1, 1), n=8)
+    model = trunk_model(names)
+    before = [v.numpy().copy() for v in model.variables]
+    with pytest.raises(ValueError, match=r"diverged at step \d+.*Received: learning_rate=1e\+30"):
+        kmtl.grouping.suggest(model, (x, labels), steps=5, batch_size=8, learning_rate=1e30)
+    assert all(np.array_equal(a, b) for a, b in zip([v.numpy() for v in model.variables], before))
+
+
 @pytest.mark.slow  # ~8 s: 300 measured training steps for each of two methods
 def test_suggest_recovers_planted_groups_and_restores_the_weights():
     x, labels, names = grouped_regression((2, 2, 2), n=512)

@@ -68,10 +68,17 @@ def _measure(model, batches, method, steps, learning_rate, optimizer):
         return affinity, valid
 
     total = counts = None
-    for _ in range(steps):
+    for number in range(1, steps + 1):
         x, y = next(batches)
         affinity, valid = step(x, y)
         affinity, valid = affinity.numpy().astype(np.float64), valid.numpy().astype(np.float64)
+        broken = (valid > 0) & ~np.isfinite(affinity)
+        if broken.any():
+            names = sorted({model.task_names[j] for j in np.nonzero(broken)[1]})
+            raise ValueError(
+                f"The joint training diverged at step {number}: the loss of task(s) {names} after a lookahead step "
+                f"is not finite. Use a smaller `learning_rate`. Received: learning_rate={learning_rate}"
+            )
         total = affinity * valid if total is None else total + affinity * valid
         counts = valid if counts is None else counts + valid
     return np.where(counts > 0, total / np.maximum(counts, 1.0), np.nan)

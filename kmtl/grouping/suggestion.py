@@ -222,7 +222,7 @@ def suggest(
         bad = sorted({model.task_names[j] for i, j in zip(*np.nonzero(~np.isfinite(affinity)))})
         raise ValueError(
             f"The affinity onto task(s) {bad} could not be measured: no batch had labels for them (or their loss "
-            "was zero or not finite in every step). Check their labels, or measure for more steps."
+            "was zero in every step). Check their labels, or measure for more steps."
         )
     found = best_partitions(affinity, k or num_tasks, exact_max_tasks=exact_max_tasks)
     chosen = k or max(found, key=lambda c: (found[c][1], -c))
