@@ -45,7 +45,9 @@ BATCH = 256
 
 def build(num_tasks: int, weighting, gradient_method: str = "loop"):
     keras.utils.set_random_seed(0)
-    tasks = [kmtl.Task(f"t{i}", "regression") for i in range(num_tasks)]
+    # No metrics: the step is compared with a hand-written loop that computes none (kmtl's loss and weight
+    # trackers stay).
+    tasks = [kmtl.Task(f"t{i}", "regression", metrics=[]) for i in range(num_tasks)]
     x = keras.Input((256,), name="x")
     h = x
     for i in range(3):
@@ -82,18 +84,60 @@ def variants(num_tasks: int, only, rep_grad_at, jacobian_for):
     return out
 
 
-def time_steps(model, data, steps: int) -> list:
-    """Seconds of each of `steps` `train_on_batch` calls (each returns its logs, so every step is waited for)."""
+class HandWritten:
+    """A hand-written per-task loop of a gradient-level method, for comparison with kmtl's step on the same model.
+
+    One `tf.function`: forward pass, plain MSE per task, one `tape.gradient` per task of the shared and that task's
+    own variables, the shared rows flattened and stacked into `G`, the method's own `aggregate` (its solver
+    included), the direction split back, one `apply_gradients`. No masking, no trackers, no metrics.
+    """
+
+    def __init__(self, model, factory):
+        self.model = model
+        self.strategy = factory()
+        self.strategy.configure(model.tasks)
+        self.shared = model.shared_variables
+        self.own = model.task_variables
+        self.names = model.task_names
+        self.optimizer = keras.optimizers.Adam(1e-4)
+        self.optimizer.build(self.shared + [v for name in self.names for v in self.own[name]])
+        self.step = tf.function(self._step)
+
+    def _step(self, x, y):
+        with tf.GradientTape(persistent=True) as tape:
+            outputs = self.model(x, training=True)
+            losses = [tf.reduce_mean(tf.square(y[name] - outputs[name])) for name in self.names]
+        rows, pairs = [], []
+        for name, loss in zip(self.names, losses):
+            grads = tape.gradient(loss, self.shared + self.own[name])
+            rows.append(tf.concat([tf.reshape(g, [-1]) for g in grads[: len(self.shared)]], axis=0))
+            pairs += zip(grads[len(self.shared):], self.own[name])
+        direction, _ = self.strategy.aggregate(tf.stack(rows), tf.stack(losses))
+        parts = tf.split(direction, [int(np.prod(v.shape)) for v in self.shared])
+        pairs += [(tf.reshape(p, v.shape), v) for p, v in zip(parts, self.shared)]
+        self.optimizer.apply_gradients(pairs)
+        return tf.stack(losses)
+
+    def train_on_batch(self, x, y):
+        return self.step(x, y).numpy()
+
+
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def time_steps(model, data, steps: int, clock=time.perf_counter) -> list:
+    """Seconds of each of `steps` `train_on_batch` calls (each returns its logs, so every step is waited for), by
+    `clock`: wall time, or the process's CPU time (both threads' work; steadier when other jobs share the cores)."""
     x, y = data
     times = []
     for _ in range(steps):
-        start = time.perf_counter()
+        start = clock()
         model.train_on_batch(x, y)
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return times
 
 
-def run(num_tasks: int, rounds: int, steps: int, only, rep_grad_at, jacobian_for):
+def run(num_tasks: int, rounds: int, steps: int, only, rep_grad_at, jacobian_for, hand_written=(), clock="wall"):
     data = batch(num_tasks)
     entries = []
     for label, factory, method in variants(num_tasks, only, rep_grad_at, jacobian_for):
@@ -101,9 +145,14 @@ def run(num_tasks: int, rounds: int, steps: int, only, rep_grad_at, jacobian_for
         for _ in range(3):  # trace and compile
             model.train_on_batch(*data)
         entries.append((label, model, data, []))
+        if method == "loop" and " " not in label and label in hand_written:
+            loop = HandWritten(build(num_tasks, "equal"), factory)
+            for _ in range(3):
+                loop.train_on_batch(*data)
+            entries.append((f"{label} hand-written", loop, data, []))
     for _ in range(rounds):
         for label, model, data, times in entries:
-            times += time_steps(model, data, steps)
+            times += time_steps(model, data, steps, CLOCKS[clock])
     # The median single step: a slow spell on a shared machine spoils a few steps of every strategy, not a mean.
     medians = {label: statistics.median(times) for label, _, _, times in entries}
     return medians
@@ -146,21 +195,30 @@ def main(argv=None):
     parser.add_argument("--jacobian-for", nargs="*", default=["mgda", "pcgrad"], help="strategies timed with jacobian")
     parser.add_argument("--first-step-tasks", type=int, default=128, help="T of the time-to-first-step model")
     parser.add_argument(
+        "--hand-written", nargs="*", default=["pcgrad", "mgda", "cagrad", "graddrop"],
+        help="gradient-level strategies also timed as a hand-written per-task loop",
+    )
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall", help="wall time or process CPU time")
+    parser.add_argument(
         "--quick", action="store_true", help="T = 2, 4; 8 rounds of 1 step; no rep-grad or jacobian variants"
     )
     args = parser.parse_args(argv)
     if args.quick:
         args.tasks, args.rounds, args.steps, args.rep_grad_at, args.jacobian_for = [2, 4], 8, 1, [], []
     first_step_seconds(2, False)  # warm-up: TensorFlow's first graph and Keras's first model
+    hand_written = [name for name in args.hand_written if not args.only or name in args.only]
     results = {}
     for num_tasks in args.tasks:
         print(f"T = {num_tasks} ...", flush=True)
-        results[num_tasks] = run(num_tasks, args.rounds, args.steps, args.only, args.rep_grad_at, args.jacobian_for)
+        results[num_tasks] = run(
+            num_tasks, args.rounds, args.steps, args.only, args.rep_grad_at, args.jacobian_for, hand_written, args.clock
+        )
     labels = []
     for per_t in results.values():
-        labels += [label for label in per_t if label not in labels]
-    header = "| strategy | " + " | ".join(f"T={t}: ms, x equal, x floor" for t in args.tasks) + " |"
-    print("\nStep time (median of interleaved rounds), its ratio to equal weighting's and to the FLOP floor\n")
+        labels += [label for label in per_t if label not in labels and not label.endswith(" hand-written")]
+    header = "| strategy | " + " | ".join(f"T={t}: ms, x equal, x floor, x hand-written" for t in args.tasks) + " |"
+    print(f"\nStep time ({args.clock} clock, median of interleaved rounds), its ratio to equal weighting's, to the "
+          "FLOP floor and to a hand-written per-task loop of the same method (`HandWritten`)\n")
     print(header)
     print("|" + "---|" * (len(args.tasks) + 1))
     for label in labels:
@@ -170,7 +228,9 @@ def main(argv=None):
                 cells.append("-")
                 continue
             ratio = results[t][label] / results[t]["equal"]
-            cells.append(f"{results[t][label] * 1e3:.1f}, {ratio:.2f}x, {ratio / floor(label, t):.2f}x")
+            cell = f"{results[t][label] * 1e3:.1f}, {ratio:.2f}x, {ratio / floor(label, t):.2f}x"
+            loop = results[t].get(f"{label} hand-written")
+            cells.append(cell + (f", {results[t][label] / loop:.2f}x" if loop else ""))
         print(f"| {label} | " + " | ".join(cells) + " |")
     print(f"\nTime to first step (build + compile + trace + step), T = {args.first_step_tasks} stacked heads:")
     for metrics in ([False] if args.quick else [False, True]):
