@@ -75,6 +75,10 @@ def test_bad_settings_name_the_field():
         nt.build_model("deep")
     with pytest.raises(ValueError, match="Received: source='conll2000'"):
         nt.load_data(source="conll2000")
+    with pytest.raises(ValueError, match="Received: source='conllu'"):
+        nt.load_data(source="synthetic+conllu")
+    with pytest.raises(ValueError, match="Received: char_features='yes'"):
+        nt.build_model(char_features="yes")
 
 
 @pytest.mark.slow  # trains one epoch, saves, reloads and scores a tiny tagger (~45 s on 2 cores: every batch length traces the CRF scans)

@@ -95,6 +95,9 @@ def build_model(
     for field, value in (("embedding_dim", embedding_dim), ("units", units)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"Invalid value for `{field}`. Expected a positive int. Received: {field}={value!r}")
+    if not isinstance(char_features, bool):
+        raise ValueError(f"Invalid value for `char_features`. Expected True or False. "
+                         f"Received: char_features={char_features!r}")
     tasks = list(tasks) if tasks is not None else list(TASKS)
     levels = dict(levels) if levels is not None else {t.name: i + 1 for i, t in enumerate(tasks)}
     levels = {t.name: levels[t.name] for t in tasks}
@@ -114,7 +117,7 @@ def build_model(
     if char_features:
         characters = text.character_vocabulary(vocabulary, MAX_CHARACTERS) or ["?"]
         char_x = kmtl.layers.CharacterCNN(characters, **CHARACTER_CNN, name="characters")(tokens)
-        x = keras.layers.Concatenate(name="word_and_characters")([x, char_x])  # keeps the words' padding mask
+        x = keras.layers.Concatenate(name="word_and_characters")([x, char_x])  # both mask the padding tokens
     if dropout:
         x = keras.layers.Dropout(dropout, name="embeddings_dropout")(x)
 

@@ -134,7 +134,7 @@ def read_splits(source: str, seed: int = 0, num_sentences: int = 600, tasks: Seq
 
 def load_data(batch_size: int = 32, seed: int = 0, tasks: Sequence[str] | None = None, *, source: str = "synthetic",
               num_sentences: int = 600, crf: bool = False, max_vocabulary: int = 20000) -> RecipeData:
-    """Loads a source, splits it (see `split`), builds the vocabularies on the training split and batches it.
+    """Loads a source or a mix `"A+B"` (see `read_splits`), builds the vocabularies and batches the splits.
 
     Returns:
         `RecipeData` with `model_settings` `{"tasks", "vocabulary", "levels"}`: the tasks (tag vocabularies as
