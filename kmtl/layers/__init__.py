@@ -14,6 +14,7 @@ from kmtl.layers.gradient_reversal import GradientReversal
 from kmtl.layers.label_embedding import LabelEmbedding
 from kmtl.layers.mixture_of_experts import ExpertGate, ExpertMixture, Experts
 from kmtl.layers.random_effects import RandomEffects
+from kmtl.layers.scheduled_gradient_reversal import ScheduledGradientReversal
 from kmtl.layers.sequence_readout import SequenceReadout
 from kmtl.layers.sluice import LayerMixture, SubspaceMixing
 from kmtl.layers.stacked_heads import StackedHeads
@@ -34,6 +35,7 @@ __all__ = [
     "LabelEmbedding",
     "LayerMixture",
     "RandomEffects",
+    "ScheduledGradientReversal",
     "SequenceReadout",
     "StackedHeads",
     "StopGradient",
