@@ -21,7 +21,7 @@ PUBLIC = {
     ],
     "kmtl.layers": [
         "CRF", "ChannelGroups", "CharacterCNN", "CrossStitch", "ExpertGate", "ExpertMixture", "Experts", "FeatureFusion", "GradientReversal",
-        "GroupedLSTM", "LabelEmbedding", "LayerMixture", "RandomEffects", "SequenceReadout", "StackedHeads",
+        "GroupedLSTM", "LabelEmbedding", "LayerMixture", "RandomEffects", "ScheduledGradientReversal", "SequenceReadout", "StackedHeads",
         "StopGradient", "SubspaceMixing", "TensorFactorizedDense",
     ],
     "kmtl.regularizers": [
