@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from layer_testing import fit_and_round_trip
 
-from kmtl.layers.scheduled_gradient_reversal import ScheduledGradientReversal
+from kmtl.layers import ScheduledGradientReversal
 from kmtl.training import grl_schedule
 
 RNG = np.random.default_rng(0)
