@@ -332,9 +332,10 @@ def test_recipe_without_search_space_tunes_learning_rate_and_weighting():
     hypermodel = RecipeHyperModel(dataclasses.replace(fa.RECIPE, search_space=None), quick=True)
     assert hypermodel.space == default_search_space(hypermodel.settings)
     rate = hypermodel.space["learning_rate"]
-    assert (rate["min"], rate["max"], rate["default"]) == pytest.approx((2e-4, 2e-2, 2e-3))  # DEFAULTS: 2e-3
-    assert hypermodel.space["weighting"][0] == "uncertainty" and sorted(hypermodel.space["weighting"]) == sorted(
-        STRATEGIES)
+    lr = fa.DEFAULTS["learning_rate"]
+    assert (rate["min"], rate["max"], rate["default"]) == pytest.approx((lr / 10, lr * 10, lr))
+    assert hypermodel.space["weighting"][0] == fa.DEFAULTS["weighting"] and sorted(
+        hypermodel.space["weighting"]) == sorted(STRATEGIES)
 
 
 def make_generic_recipe(calls):
