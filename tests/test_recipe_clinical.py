@@ -88,6 +88,27 @@ def test_readout_reads_a_step_or_the_last_real_step_and_round_trips(tmp_path):
         SequenceReadout(-1)
 
 
+def test_sequence_mean_averages_real_steps_only_and_is_registered():
+    from kmtl.recipes.clinical_timeseries._models import SequenceMean
+
+    x = np.arange(10, dtype="float32").reshape(1, 5, 2).repeat(3, axis=0)
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0]], "float32")
+    # Steps 0..4 hold (0, 1), (2, 3), ..., (8, 9): the mean of all five, of the first two, and zeros for none.
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(SequenceMean()([x, mask])), [[4, 5], [1, 2], [0, 0]])
+    # Registered and configurable; a whole model holding it saves and loads in test_save_load_and_export_equal_predict.
+    config = keras.saving.serialize_keras_object(SequenceMean(name="mean"))
+    assert config["registered_name"] == "kmtl>SequenceMean"
+    assert keras.saving.deserialize_keras_object(config).name == "mean"
+
+
+def test_stay_readout_feeds_the_phenotype_head_the_last_step_and_the_mean():
+    last = ct.build_model("lstm", stay_readout="last", **TINY)
+    both = ct.build_model("lstm", **TINY)  # the default, "last_and_mean"
+    assert both.get_layer("phenotype_summary").output.shape == (None, 2 * TINY["units"])
+    assert "phenotype_summary" not in [layer.name for layer in last.layers]
+    assert both.get_layer("mortality").__class__ is SequenceReadout  # mortality is still read at hour 48
+
+
 # === Data ===
 
 
@@ -138,6 +159,7 @@ def test_tasks_carry_the_benchmark_loss_weights_and_deep_supervision_splits_them
         ({"channel_units": 0}, "Received: channel_units=0"),
         ({"dropout": 1.0}, "Received: dropout=1.0"),
         ({"bidirectional": True}, "Invalid value for `bidirectional`"),
+        ({"stay_readout": "mean"}, "Received: stay_readout='mean'"),
     ],
 )
 def test_build_model_rejects_bad_arguments(kwargs, match):
@@ -339,7 +361,7 @@ def test_declared_defaults_are_build_models_defaults():
         if name in ct.RECIPE.defaults:
             assert parameters[name].default == ct.RECIPE.defaults[name], name
     assert (ct.RECIPE.defaults["channel_units"], ct.RECIPE.defaults["shared_units"]) == (8, 64)
-    assert ct.SEARCH_SPACE["channel_units"][0] == 8 and ct.SEARCH_SPACE["shared_units"][0] == 64
+    assert ct.SEARCH_SPACE["weighting"][0] == ct.RECIPE.defaults["weighting"]  # a search starts from the default
 
 
 # === Learning (slow) ===

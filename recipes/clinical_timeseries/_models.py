@@ -16,12 +16,48 @@ from typing import Mapping, Sequence
 
 import keras
 import numpy as np
+from keras import ops
 
 import kmtl
 from kmtl.layers import ChannelGroups, GroupedLSTM, SequenceReadout
 
 MODELS = ("channelwise", "lstm")
+STAY_READOUTS = ("last", "last_and_mean")
 PER_STEP_SUFFIX = "_per_step"
+
+
+@keras.saving.register_keras_serializable(package="kmtl")
+class SequenceMean(keras.layers.Layer):
+    """Mean of each sequence over its real steps (mask 1); a sequence with no real step gives zeros.
+
+    Call arguments:
+        inputs: list `[sequence, mask]`: `sequence` `(batch, steps, channels)`, `mask` `(batch, steps)`.
+
+    Returns:
+        Tensor `(batch, channels)`; padding never counts, so appending padding leaves it unchanged.
+
+    Example:
+
+    >>> x = np.array([[[1.0], [3.0], [9.0]]], "float32")
+    >>> keras.ops.convert_to_numpy(SequenceMean()([x, np.array([[1.0, 1.0, 0.0]], "float32")])).tolist()
+    [[2.0]]
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True  # consumes the sequence's Keras mask: the mean has no time axis
+
+    def call(self, inputs):
+        sequence, mask = inputs
+        real = ops.cast(ops.greater(ops.cast(mask, "float32"), 0.5), sequence.dtype)
+        total = ops.sum(sequence * real[:, :, None], axis=1)
+        return total / ops.maximum(ops.sum(real, axis=1, keepdims=True), 1.0)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], input_shape[0][2])
+
+    def compute_mask(self, inputs, mask=None):
+        return None
 
 
 def channelwise_trunk(features, mask, channel_groups: Mapping[str, Sequence[int]], *, channel_units: int,
@@ -83,10 +119,16 @@ def per_step_copy(task: kmtl.Task, **changes) -> kmtl.Task:
     return _replace(task, name=task.name + PER_STEP_SUFFIX, per_step=True, **changes)
 
 
-def attach_heads(tasks: Sequence[kmtl.Task], sequence, mask, readout_steps: Mapping[str, int]) -> dict:
+def attach_heads(tasks: Sequence[kmtl.Task], sequence, mask, readout_steps: Mapping[str, int],
+                 stay_readout: str = "last") -> dict:
     """One output per task. Per-step tasks: a head at every step. Whole-stay tasks: the same kind of per-step head
     (shared with its `<task>_per_step` copy when deep supervision trains one), read at `readout_steps[task]` or at
-    the last real step."""
+    the last real step.
+
+    With `stay_readout="last_and_mean"`, a whole-stay task read at the end of the stay (no read-out step, e.g.
+    `phenotype`) instead gets a head on the last real step's features beside their mean over the real steps, so
+    signs seen early in the stay reach it directly (its deep-supervision copy keeps its own per-step head).
+    """
     names = {t.name for t in tasks}
     outputs, per_step_heads = {}, {}
     for task in tasks:
@@ -95,9 +137,15 @@ def attach_heads(tasks: Sequence[kmtl.Task], sequence, mask, readout_steps: Mapp
     for task in tasks:
         if task.per_step:
             continue
+        step = readout_steps.get(task.name)
+        if stay_readout == "last_and_mean" and step is None:
+            last = SequenceReadout(None, name=f"{task.name}_last")([sequence, mask])
+            mean = SequenceMean(name=f"{task.name}_mean")([sequence, mask])
+            summary = keras.layers.Concatenate(name=f"{task.name}_summary")([last, mean])
+            outputs[task.name] = kmtl.heads.task_head(task, summary)
+            continue
         twin = task.name + PER_STEP_SUFFIX
         head = per_step_heads[twin] if twin in names else kmtl.heads.task_head(per_step_copy(task), sequence)
-        step = readout_steps.get(task.name)
         outputs[task.name] = SequenceReadout(step, name=task.name)([head, mask])
     return outputs
 
