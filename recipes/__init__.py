@@ -6,8 +6,9 @@ defaults, quick settings, search space). This package registers them by name wit
 
 Example:
 
->>> sorted(RECIPES)
-['clinical-timeseries', 'facial-attributes', 'mixed-effects', 'nlp-tagging', 'segmentation-classification']
+>>> sorted(RECIPES)  # doctest: +NORMALIZE_WHITESPACE
+['clinical-timeseries', 'domain-adversarial', 'facial-attributes', 'mixed-effects', 'nlp-tagging',
+ 'segmentation-classification']
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ _ENTRIES = (
         "nlp-tagging",
         "Stacked BiLSTM tagger with tasks at their levels (POS low, chunks/NER or syntax high), optional CRF.",
         "kmtl.recipes.nlp_tagging",
+    ),
+    RecipeEntry(
+        "domain-adversarial",
+        "Main task on a labelled source domain, a domain classifier behind scheduled gradient reversal (DANN).",
+        "kmtl.recipes.domain_adversarial",
     ),
     RecipeEntry(
         "mixed-effects",
