@@ -39,6 +39,8 @@ def test_hierarchy_wires_each_task_at_its_level_and_flat_on_top():
         {"level_3"}
 
 
+@pytest.mark.slow  # traces evaluate for two batch lengths of a three-task CRF tagger with characters: 20 to 60 s
+# measured on the 2 shared cores under a load average of 12 to 15
 def test_padding_changes_nothing():
     data, model = _model(char_features=True)  # the word and character paths both see the padding
     model.compile(optimizer="sgd")
