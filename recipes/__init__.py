@@ -7,8 +7,8 @@ defaults, quick settings, search space). This package registers them by name wit
 Example:
 
 >>> sorted(RECIPES)  # doctest: +NORMALIZE_WHITESPACE
-['clinical-timeseries', 'domain-adversarial', 'facial-attributes', 'mixed-effects', 'nlp-tagging',
- 'segmentation-classification']
+['clinical-timeseries', 'domain-adversarial', 'facial-attributes', 'forecasting', 'mixed-effects',
+ 'nlp-tagging', 'segmentation-classification']
 """
 
 from __future__ import annotations
@@ -45,6 +45,11 @@ _ENTRIES = (
         "mixed-effects",
         "Random intercepts and slopes per subject (sleep study), checked against statsmodels' MixedLM.",
         "kmtl.recipes.mixed_effects",
+    ),
+    RecipeEntry(
+        "forecasting",
+        "Split layers forecast related quarterly series 1-4 quarters ahead (US macro data), rolling origin.",
+        "kmtl.recipes.forecasting",
     ),
 )
 for _entry in _ENTRIES:
