@@ -5,19 +5,22 @@ is (gender, age, ethnicity), how the head sits in the picture (yaw, roll, centre
 (expression, glasses, hair, beard, make-up). The labels are some of those factors; the others are nuisances a model
 must see through. What each task depends on, and how it shows in the pixels:
 
-| task | depends on (latent factors) | drawn as |
-| --- | --- | --- |
-| gender | - (1 in 2 male) | jaw width; long hair (85% of women, 12% of men); beard (men, likelier with age); make-up, lipstick and eye shadow (women, less likely with age); receding hairline (men, with age) |
-| age | - (18 to 80, skewed young) | forehead lines, crow's feet and nose-to-mouth folds, more and darker with age; greying hair from a personal onset age; men's hairline recedes |
-| ethnicity | - | skin tone; hair colour (blond hair mostly on white faces) |
-| hair_colour | ethnicity (base colour), age (gray once half-gray, around 45 to 60) | colour of the hair cap, fringe, long hair and beard; partly gray hair before it counts as gray |
-| smiling | pose (less likely turned away), gender (likelier for women) | wider mouth, corners higher, open on teeth; narrowed eyes |
-| eyeglasses | age (likelier when older) only | dark rings around both eyes and a bridge between them |
-| head_pose | - (yaw, mostly frontal) | features on a cylinder turn with the head: the nose moves sideways more than the eyes, the side turned away is compressed |
-| landmarks | pose (yaw and in-plane roll), face position and size, gender (jaw width), smiling (mouth corners) | exact: the iris centres, the nose tip and the mouth corners are drawn at them |
+- gender (1 in 2 male): jaw width; long hair (85% of women, 12% of men); beard (men, likelier with age); make-up,
+  lipstick and eye shadow (women, less likely with age); receding hairline (men, with age).
+- age (18 to 80, skewed young): forehead lines, crow's feet and nose-to-mouth folds, more and darker with age;
+  greying hair from a personal onset age; men's hairline recedes.
+- ethnicity: skin tone; hair colour (blond hair mostly on white faces).
+- hair_colour, from ethnicity (base colour) and age (gray once half gray, around 45 to 60): colour of the hair cap,
+  fringe, long hair and beard; partly gray hair before it counts as gray.
+- smiling, likelier facing the camera and for women: wider mouth, corners higher, open on teeth; narrowed eyes.
+- eyeglasses, likelier when older (and independent of the rest): dark rings around both eyes and a bridge.
+- head_pose (yaw, mostly frontal): features on a cylinder turn with the head: the nose moves sideways more than the
+  eyes, the side turned away is compressed.
+- landmarks, from pose (yaw and in-plane roll), face position and size, gender (jaw width) and smiling (mouth
+  corners): exact; the iris centres, the nose tip and the mouth corners are drawn at them.
 
-Roll (in-plane rotation, up to 12 degrees, mostly small), face position and size, background, lighting (brightness and a
-vertical gradient) and Gaussian pixel noise are nuisances; roll is not a label, but it moves the landmarks.
+Roll (in-plane rotation, up to 12 degrees, mostly small), face position and size, background, lighting (brightness
+and a vertical gradient) and Gaussian pixel noise are nuisances; roll is not a label, but it moves the landmarks.
 """
 
 import numpy as np
@@ -185,7 +188,8 @@ def _sample_latents(rng, n):
         "mouth_v": np.where(smile, 0.44, 0.5).astype("float32") + uniform(-0.03, 0.03),
         "mouth_depth": np.where(smile, uniform(0.13, 0.18), uniform(-0.03, 0.02)),
         "skin": _SKIN[ethnicity] * uniform(0.94, 1.04)[:, None] + rng.normal(0.0, 0.015, (n, 3)),
-        "hair": _HAIR[base_hair] + greyness[:, None] * (_HAIR[_GRAY] - _HAIR[base_hair]) + rng.normal(0.0, 0.03, (n, 3)),
+        "hair": _HAIR[base_hair] + greyness[:, None] * (_HAIR[_GRAY] - _HAIR[base_hair])
+        + rng.normal(0.0, 0.03, (n, 3)),
         "background": uniform(0.15, 0.5)[:, None]
         + np.stack([np.zeros(n, "float32"), uniform(0.05, 0.2), uniform(0.2, 0.35)], axis=1),
         "gradient": uniform(-0.1, 0.1),
