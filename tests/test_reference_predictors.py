@@ -114,7 +114,7 @@ def test_classical_images_are_pooled_to_a_coarse_grid():
     images[:, :20, :, 0] += np.where(label, 0.5, -0.5)[:, None, None]
     score = classical_scores([Task("a", "binary")], ({"image": images[:80]}, {"a": label[:80]}),
                              ({"image": images[80:]}, {"a": label[80:]}))["a"]
-    assert "13x13 block means" in score.detail and score.scores["auroc"] > 0.95
+    assert "9x9 block means" in score.detail and score.scores["auroc"] > 0.95
 
 
 # === Clearly better, intervals and the paired test ===
