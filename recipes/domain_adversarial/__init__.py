@@ -54,9 +54,18 @@ from kmtl.recipes.domain_adversarial._data import (
     load_fashion_domains,
     main_task,
     make_tasks,
+    rotate,
     shift_images,
 )
-from kmtl.recipes.domain_adversarial._report import COLUMNS, FEATURES, domain_probe, report, scores, shared_features
+from kmtl.recipes.domain_adversarial._report import (
+    COLUMNS,
+    FEATURES,
+    classes,
+    domain_probe,
+    report,
+    scores,
+    shared_features,
+)
 
 NAME = "domain-adversarial"
 DESCRIPTION = "Main task on a labelled source domain, a domain classifier behind scheduled gradient reversal (DANN)."
@@ -174,6 +183,11 @@ def baselines(settings: Mapping, seed: int = 0) -> str:
     """The domain-adaptation report: the model with and without the adversary, trained on the split `load_data`
     makes with `settings` and `seed` (as `kmtl compare` does), scored on the test split (`COLUMNS`)."""
     models, data = train_both(settings, seed)
+    return report_of(models, data, settings, seed)
+
+
+def report_of(models: Mapping, data: DomainData, settings: Mapping, seed: int = 0) -> str:
+    """The report of trained models (`{label: model}`, e.g. from `train_both`) on `data`'s test split."""
     test = data.parts[2]
     main = data.tasks[0].name
     results = {label: scores(model, test, main, seed) for label, model in models.items()}
@@ -221,6 +235,7 @@ __all__ = [
     "Domains",
     "baselines",
     "build_model",
+    "classes",
     "compile_model",
     "domain_probe",
     "domain_task",
@@ -230,6 +245,8 @@ __all__ = [
     "main_task",
     "make_tasks",
     "report",
+    "report_of",
+    "rotate",
     "scores",
     "shared_features",
     "shift_images",

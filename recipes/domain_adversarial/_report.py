@@ -17,11 +17,10 @@ COLUMNS = {
 }
 
 
-def accuracy(model, task_name: str, x: np.ndarray, y: np.ndarray) -> float:
-    """Accuracy of the model's `task_name` output on `(x, y)` (class ids; binary outputs cut at 0.5)."""
-    predicted = np.asarray(model.predict(x, verbose=0)[task_name])
-    classes = predicted.argmax(axis=-1) if predicted.shape[-1] > 1 else (predicted[..., 0] > 0.5).astype("int32")
-    return float(np.mean(classes == y))
+def classes(predicted: np.ndarray) -> np.ndarray:
+    """Predicted class ids from a head's outputs: argmax of softmax outputs, binary outputs cut at 0.5."""
+    predicted = np.asarray(predicted)
+    return predicted.argmax(axis=-1) if predicted.shape[-1] > 1 else (predicted[..., 0] > 0.5).astype("int32")
 
 
 def shared_features(model, x: np.ndarray) -> np.ndarray:
@@ -53,13 +52,22 @@ def domain_probe(features_source: np.ndarray, features_target: np.ndarray, seed:
 
 def scores(model, part: Domains, main_name: str, seed: int = 0) -> dict:
     """`COLUMNS`' scores of a trained recipe model on a split's arrays (the test split's, in the report)."""
-    x_both = np.concatenate([part.x_source, part.x_target])
-    domains = np.concatenate([np.zeros(len(part.y_source)), np.ones(len(part.y_target))]).astype("int32")
+    import keras
+
+    x = np.concatenate([part.x_source, part.x_target])
+    n_source = len(part.y_source)
+    domains = np.concatenate([np.zeros(n_source), np.ones(len(part.y_target))]).astype("int32")
+    # One pass gives both heads' outputs and the shared features.
+    outputs = [model.get_layer(name).output for name in (main_name, "domain", FEATURES)]  # heads named after tasks
+    extractor = keras.Model(model.inputs, outputs)
+    main, domain, features = extractor.predict(x, verbose=0)
+    main = classes(main)
+    features = np.asarray(features, "float64")
     return {
-        "target": accuracy(model, main_name, part.x_target, part.y_target),
-        "source": accuracy(model, main_name, part.x_source, part.y_source),
-        "domain_head": accuracy(model, "domain", x_both, domains),
-        "probe": domain_probe(shared_features(model, part.x_source), shared_features(model, part.x_target), seed),
+        "target": float(np.mean(main[n_source:] == part.y_target)),
+        "source": float(np.mean(main[:n_source] == part.y_source)),
+        "domain_head": float(np.mean(classes(domain) == domains)),
+        "probe": domain_probe(features[:n_source], features[n_source:], seed),
     }
 
 
