@@ -58,13 +58,15 @@ def per_image_dice(predicted, masks):
 
 
 def threshold_baseline(seed, args):
-    """Dice on the test images of the brightness threshold best on the training images that kept their mask."""
+    """Dice on the scored images of the brightness threshold best on the training images that kept their mask."""
     x, labels = generate_lesions(args.num_train, args.image_size, seed=seed, mask_fraction=args.mask_fraction)
     kept = ~(labels["lesion"] == MISSING).all(axis=(1, 2))
     thresholds = np.linspace(0.3, 0.9, 61)
     best = max(thresholds, key=lambda t: per_image_dice(x[kept, ..., 0] > t, labels["lesion"][kept]))
-    test_x, test_labels = generate_lesions(args.num_test, args.image_size, seed=seed + 2000)  # load_data's test seed
-    return per_image_dice(test_x[..., 0] > best, test_labels["lesion"]), float(best)
+    # load_data's seeds: validation seed + 1000, test seed + 2000.
+    size, offset = (args.num_val, 1000) if args.split == "val" else (args.num_test, 2000)
+    scored_x, scored_labels = generate_lesions(size, args.image_size, seed=seed + offset)
+    return per_image_dice(scored_x[..., 0] > best, scored_labels["lesion"]), float(best)
 
 
 def main(argv=None):
