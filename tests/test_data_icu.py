@@ -228,14 +228,14 @@ def test_length_of_stay_and_death_follow_the_severity_course(stays):
     rows, buckets = [], []
     for stay in stays:
         severity = stay["severity"]
-        for hour in range(5, int(stay["los"])):
+        for hour in range(5, int(stay["los"]), 3):  # every third hour: enough rows, a third of the fitting time
             rows.append((severity[hour], severity[hour] - severity[hour - 5], hour / 24.0))
             buckets.append(los_bucket(stay["los"] - hour))
     rows, buckets = np.array(rows), np.array(buckets)
     half = len(rows) // 2
     fitted = LogisticRegression(max_iter=1000).fit(rows[:half], buckets[:half])
     kappa = cohen_kappa_score(buckets[half:], fitted.predict(rows[half:]), weights="linear")
-    assert kappa > 0.2, kappa  # measured 0.35; 0.02 with the earlier constant-hazard discharge
+    assert kappa > 0.2, kappa  # measured 0.33; 0.02 with the earlier constant-hazard discharge
     died = [s for s in stays if s["death_hours"] is not None and s["death_hours"] <= s["los"]]
     lived = [s for s in stays if s["death_hours"] is None]
     assert np.mean([s["severity"][-1] for s in died]) > np.mean([s["severity"][-1] for s in lived]) + 1.5
