@@ -87,6 +87,7 @@ def main(argv=None):
         return ds.cache().prefetch(tf.data.AUTOTUNE)  # fully read each epoch
 
     keras.utils.set_random_seed(0)
+    # Equal weighting (not the recipe's default, uncertainty): the same total loss as the plain model's sum.
     kmtl_model = sc.compile_model(sc.build_model(image_size=args.image_size, widths=widths), "equal", 2e-3)
     plain = plain_unet(args.image_size, widths)
     plain.compile(

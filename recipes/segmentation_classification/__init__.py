@@ -10,8 +10,9 @@ never exported).
 
 Sources: embedded synthetic lesions (default; the outline's irregularity, which the exact mask shows, and weakly the
 inside's grain decide benign vs malignant, the classes overlapping), `folder:PATH` (images/, masks/, labels.csv) and
-`fashion-mnist` (Debian's `dataset-fashion-mnist`; 10 categories, 4 coarse groups and a derived thresholded mask). The export has `serving_default` (image in; mask and class
-probabilities out) and `serving_bytes` (encoded PNG/JPEG in). See docs/segmentation_classification.md.
+`fashion-mnist` (Debian's `dataset-fashion-mnist`; 10 categories, 4 coarse groups and a derived thresholded mask).
+The export has `serving_default` (image in; mask and class probabilities out) and `serving_bytes` (encoded PNG/JPEG
+in). See docs/segmentation_classification.md.
 
 Example:
 
