@@ -64,7 +64,7 @@ class GradientStep:
                 y_pred = plan.heads_output(cut, x)
             else:
                 y_pred = self(x, training=True)
-            losses = self.task_losses(y, y_pred, sample_weight)
+            losses = self.task_losses(y, y_pred, sample_weight, grouped=False)
             regularization = self._regularization_loss()
             # Everything differentiated is formed inside the tape: a target formed after it has no gradient.
             scaled = losses * tf.cast(scale, losses.dtype) if scale is not None else losses
