@@ -16,14 +16,14 @@ Measured, per T and per variant:
   interleaved a, b, a, b, ... so drifts in machine load hit both alike.
 A warm-up run (T = 2) first takes one-time costs (TensorFlow's first graph, Keras's first model) out of the table.
 
-A second table wraps the same two variants in `kmtl.MultiTaskModel` (tasks with `metrics=[]`) and times
-`fit` end to end: the first step of the first `fit` (tracing included), then the median step of interleaved `fit`
-calls. It shows the per-task cost of MultiTaskModel's own graph (a masked loss and two trackers per task), which at
-large T dwarfs the heads'; it takes most of the run (about a minute at T = 128). `--heads-only` skips it.
+A second table wraps the same two variants in `kmtl.MultiTaskModel` (tasks with `metrics=[]`, or with
+`--default-metrics` their accuracy and AUC) and times `fit` end to end: the first step of the first `fit` (tracing
+included), then the median step of interleaved `fit` calls. It shows the cost of MultiTaskModel's own graph (masked
+losses, trackers and metrics, computed per group of alike tasks, not per task). `--heads-only` skips it.
 
 Usage:
     python benchmarks/many_tasks.py [--tasks 1 8 32 128] [--batch-size B] [--steps N] [--repeats R]
-        [--build-repeats R] [--jit] [--heads-only]
+        [--build-repeats R] [--jit] [--heads-only] [--default-metrics]
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ class StepTimer(keras.callbacks.Callback):
 def bench_kmtl(num_tasks: int, args) -> dict:
     """End to end through `kmtl.MultiTaskModel.fit`: the first step of the first `fit` (tracing included), then the
     median step of `--repeats` interleaved `fit` calls of `--steps` steps each (first step of each call dropped)."""
-    tasks = make_tasks(num_tasks, metrics=[])
+    tasks = make_tasks(num_tasks, metrics=None if args.default_metrics else [])
     x, y_matrix = make_data(num_tasks, args.batch_size * (args.steps + 1), seed=num_tasks)
     y = {t.name: y_matrix[:, i].astype("int32") for i, t in enumerate(tasks)}
     models, result, timer = {}, {v: {"step": []} for v in VARIANTS}, StepTimer()
@@ -205,8 +205,8 @@ def print_heads_table(rows: dict) -> None:
         )
 
 
-def print_kmtl_table(rows: dict) -> None:
-    print(f"\nkmtl.MultiTaskModel.fit end to end (metrics=[]):\n{'T':>4} | {'first fit step s':>18} {'ratio':>6} | "
+def print_kmtl_table(rows: dict, metrics: str = "metrics=[]") -> None:
+    print(f"\nkmtl.MultiTaskModel.fit end to end ({metrics}):\n{'T':>4} | {'first fit step s':>18} {'ratio':>6} | "
           f"{'fit step ms':>16} {'ratio':>6}")
     print(f"{'':>4} | {'stacked     dense':>18} {'s/d':>6} | {'stacked   dense':>16} {'s/d':>6}")
     for t, r in rows.items():
@@ -226,6 +226,9 @@ def main(argv=None) -> int:
     parser.add_argument("--learning-rate", type=float, default=0.01)
     parser.add_argument("--jit", action="store_true", help="compile the steps with XLA")
     parser.add_argument("--heads-only", action="store_true", help="skip the end-to-end kmtl.MultiTaskModel.fit table")
+    parser.add_argument(
+        "--default-metrics", action="store_true", help="the fit table's tasks keep their default metrics (accuracy, AUC)"
+    )
     args = parser.parse_args(argv)
     print(f"TF {tf.__version__}, Keras {keras.__version__}, 2 threads; trunk {INPUT_DIM}-{'-'.join(map(str, TRUNK))}, "
           f"binary heads, batch {args.batch_size}, {args.repeats} x {args.steps} steps, jit={args.jit}")
@@ -238,7 +241,8 @@ def main(argv=None) -> int:
             print(f"warning: T={num_tasks}: first losses differ ({s['first_loss']} vs {d['first_loss']})")
     print_heads_table(rows)
     if not args.heads_only:
-        print_kmtl_table({t: bench_kmtl(t, args) for t in args.tasks})
+        metrics = "default metrics" if args.default_metrics else "metrics=[]"
+        print_kmtl_table({t: bench_kmtl(t, args) for t in args.tasks}, metrics)
     return 0
 
 

@@ -10,11 +10,15 @@ shared machine slows them all alike and the ratios stay fair. Gradient-level str
     python benchmarks/weighting_speed.py --quick          # a couple of minutes on 2 cores
     python benchmarks/weighting_speed.py --tasks 4 --rounds 3 --steps 10 --only pcgrad mgda
 
-Each cell gives ms/step, the ratio to equal weighting and the ratio to the FLOP floor: a per-task-gradient method
-needs one forward pass, T backward passes through the shared part and one through each head, (1 + 2T)/3 times an
-equal-weighting step for a trunk-dominated model (1 for loss-level strategies and for rep-grad, whose T backward
-passes stop at the representation). Last, the time to first step (build + compile + trace + one step) of a
-T = 128 stacked-heads model (`kmtl.builders.stacked_heads_model`), without metrics and with the default ones.
+Each cell gives ms/step, the ratio to equal weighting, the ratio to the FLOP floor and, for the strategies in
+`--hand-written`, the ratio to a hand-written per-task loop of the same method (`HandWritten`: the method's own
+`aggregate`, so the ratio is the cost of kmtl's step around it: masking, trackers, G's checks). A per-task-gradient
+method needs one forward pass, T backward passes through the shared part and one through each head, (1 + 2T)/3
+times an equal-weighting step for a trunk-dominated model (1 for loss-level strategies and for rep-grad, whose T
+backward passes stop at the representation). Tasks have no metrics (kmtl's loss and weight trackers stay). Last, the
+time to first step (build + compile + trace + one step) of a T = 128 stacked-heads model
+(`kmtl.builders.stacked_heads_model`), without metrics and with the default ones. `--clock cpu` times steps by the
+process's CPU time, steadier than wall time when other jobs share the cores.
 
 Targets at T = 4: loss-level <= 1.05x; PCGrad, MGDA, CAGrad, IMTL-G, GradVac, UPGrad, GradNorm <= 2.0x;
 Nash-MTL <= 2.5x; with rep-grad <= 1.3x.

@@ -198,3 +198,25 @@ def test_a_task_without_labels_for_a_whole_epoch_is_named():
         make_model().fit(x, y, batch_size=BATCH, epochs=2, verbose=0, callbacks=[guard],
                          validation_data=(x, y))
     assert guard.unlabelled_tasks == ["c", "val_c"]  # warned once each, not every epoch
+
+
+@keras.saving.register_keras_serializable(package="kmtl_tests")
+class DropsNonFinite(Weighting):
+    """A strategy that keeps a non-finite task loss out of the total (its weight formed with `where`)."""
+
+    def combine(self, losses, training=True):
+        weights = ops.where(ops.isfinite(losses), ops.ones_like(losses), ops.zeros_like(losses))
+        return ops.sum(ops.where(weights > 0, losses, ops.zeros_like(losses))), weights
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("every, where", [(1, r"batch 2"), (3, r"one of batches 0-2 \(checked every few batches\)")])
+def test_a_task_loss_kept_out_of_the_total_is_found_at_the_next_check(every, where):
+    # The total stays finite, so the guard reads the task losses with its weights check: at the batch when it
+    # checks every batch, else within the batches since the last check.
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.SGD(0.1), weighting=DropsNonFinite())
+    guard = TaskNaNGuard(on_nan="raise", check_weights=every)
+    with pytest.raises(FloatingPointError, match=rf"epoch 0, {where}: task 'b' \(nan\)"):
+        model.fit(make_data(nan_rows={"b": 9}), epochs=1, verbose=0, shuffle=False, callbacks=[guard])
+    assert guard.nan_tasks == ["b"]
