@@ -227,7 +227,8 @@ def main(argv=None) -> int:
     parser.add_argument("--jit", action="store_true", help="compile the steps with XLA")
     parser.add_argument("--heads-only", action="store_true", help="skip the end-to-end kmtl.MultiTaskModel.fit table")
     parser.add_argument(
-        "--default-metrics", action="store_true", help="the fit table's tasks keep their default metrics (accuracy, AUC)"
+        "--default-metrics", action="store_true",
+        help="the fit table's tasks keep their default metrics (accuracy, AUC)",
     )
     args = parser.parse_args(argv)
     print(f"TF {tf.__version__}, Keras {keras.__version__}, 2 threads; trunk {INPUT_DIM}-{'-'.join(map(str, TRUNK))}, "

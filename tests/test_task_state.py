@@ -117,7 +117,9 @@ def _metric_tasks():
         kmtl.Task("d", "multiclass", num_classes=3, metrics=["accuracy", "top_2_accuracy", "crossentropy"]),
         kmtl.Task("e", "regression", metrics=["mae", "rmse", "mse"]),
         kmtl.Task("f", "regression", metrics=["mae", "rmse", "mse"]),
-        kmtl.Task("g", "binary", metrics=["accuracy", keras.metrics.AUC(num_thresholds=50, summation_method="minoring")]),
+        kmtl.Task(
+            "g", "binary", metrics=["accuracy", keras.metrics.AUC(num_thresholds=50, summation_method="minoring")]
+        ),
         kmtl.Task("h", "binary", metrics=["accuracy", keras.metrics.AUC(curve="PR")]),  # no grouped PR AUC
         kmtl.Task("s", "binary", per_step=True),
     ]

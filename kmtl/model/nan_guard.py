@@ -20,9 +20,9 @@ class TaskNaNGuard(keras.callbacks.Callback):
     losses, which a non-finite task loss makes non-finite at the same batch; then it reads each task's `<task>_loss`
     from the batch logs (a `MultiTaskModel` logs them; for other models every `*_loss` key but `loss` is read).
     Keras logs running means over the epoch, so a task's logged loss turns NaN (or infinite) at the first batch
-    where its own loss does and stays so; the guard acts on that batch, where the other tasks' losses are still finite (one update later the non-finite gradient
-    has reached the shared layers and every task's loss is NaN, so the culprit can no longer be told). The
-    message names the epoch, the batch and the tasks whose loss is not finite there, in task order (several when
+    where its own loss does and stays so; the guard acts on that batch, where the other tasks' losses are still
+    finite (one update later the non-finite gradient has reached the shared layers and every task's loss is NaN,
+    so the culprit can no longer be told). The message names the epoch, the batch and the tasks whose loss is not finite there, in task order (several when
     they went at the same batch). A non-finite total `loss` with finite task losses is reported too (it comes from
     regularisation, a penalty or the weighting strategy). With `steps_per_execution` > 1 Keras logs every k
     steps, and the guard can only name the range of batches. Task losses that a strategy keeps out of the total
@@ -33,8 +33,9 @@ class TaskNaNGuard(keras.callbacks.Callback):
     while the gradient turns the first layer's weights NaN, after which the heads output constants. The guard
     therefore also checks that the model's weights are finite, with one compiled reduction over them (each
     variable's sum), every few batches: as often as keeps its cost near 0.4% of the measured step time (every
-    batch when steps are slow) and at every epoch's end. Non-finite weights with finite losses are reported like a non-finite loss, naming the
-    variables (shared, or whose task) and the batches since the last check, and pointing at the inputs.
+    batch when steps are slow) and at every epoch's end. Non-finite weights with finite losses are reported like a
+    non-finite loss, naming the variables (shared, or whose task) and the batches since the last check, and
+    pointing at the inputs.
 
     At the end of each epoch it also warns, once per task, when a task's epoch loss (or validation loss) is exactly
     0: kmtl's masked loss is exactly 0 in a batch without present labels, so the task had no labels in the whole
