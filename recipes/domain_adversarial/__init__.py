@@ -36,7 +36,7 @@ from typing import Mapping, Sequence
 import keras
 
 import kmtl
-from kmtl.backbones import conv_net, mlp
+from kmtl.backbones import mlp
 from kmtl.heads import task_head
 from kmtl.layers import ScheduledGradientReversal
 from kmtl.recipe import Recipe
@@ -108,7 +108,8 @@ def build_model(
 ) -> kmtl.MultiTaskModel:
     """Builds the model (uncompiled): a shared trunk, the main head, and the domain head behind gradient reversal.
 
-    The trunk is an MLP for points `(2,)` (input `x`) and a small CNN for images `(28, 28, 1)` (input `image`);
+    The trunk is an MLP for points `(2,)` (input `x`) and the convolutional part of Ganin & Lempitsky's MNIST
+    network for images `(28, 28, 1)` (input `image`);
     its last layer, `features` (Dense + ReLU), is what both heads read and what the domain probe sees. The domain
     head (one hidden layer of `domain_units`) reads it through `ScheduledGradientReversal` (layer
     `gradient_reversal`), whose strength rises from 0 to `max_strength` over `schedule_steps` train steps.
@@ -139,7 +140,7 @@ def build_model(
 
     # === Shared trunk ===
     inputs = keras.Input(input_shape, name="image" if images else "x")
-    trunk = conv_net(inputs, filters=(32, 64), dense_units=None) if images else mlp(inputs, units=(features,))
+    trunk = _image_trunk(inputs) if images else mlp(inputs, units=(features,))
     shared = keras.layers.Dense(features, activation="relu", name=FEATURES)(trunk)
 
     # === Heads ===
@@ -152,6 +153,16 @@ def build_model(
         reversed_ = ScheduledGradientReversal(schedule_steps, max_strength=strength, name="gradient_reversal")(shared)
         outputs[task.name] = task_head(task, reversed_, hidden_units=(domain_units,))
     return kmtl.MultiTaskModel(inputs, outputs, tasks=tasks, name="domain_adversarial")
+
+
+def _image_trunk(inputs):
+    """The convolutional part of the paper's MNIST network: 5x5 convolutions of 32 and 48 filters, each with ReLU
+    and 2x2 max-pooling, flattened (no batch norm, whose statistics would mix the domains)."""
+    x = inputs
+    for i, filters in enumerate((32, 48), start=1):
+        x = keras.layers.Conv2D(filters, 5, activation="relu", name=f"trunk_conv{i}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"trunk_pool{i}")(x)
+    return keras.layers.Flatten(name="trunk_flatten")(x)
 
 
 def compile_model(model: kmtl.MultiTaskModel, weighting="equal", learning_rate: float = 1e-3):
