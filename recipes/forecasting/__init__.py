@@ -61,9 +61,11 @@ from kmtl.recipes.forecasting._rolling import REFITS, RollingForecasts
 NAME = "forecasting"
 DESCRIPTION = "Split layers forecast related quarterly series 1-4 quarters ahead (US macro data), rolling origin."
 
-# Training defaults used by `kmtl train forecasting`; `QUICK` overrides them for `--quick` runs.
+# Training defaults used by `kmtl train forecasting`; `QUICK` overrides them for `--quick` runs. The signal in these
+# series is weak: a wider model or more passes (units (32, 32), 8 epochs) fitted the training origins and forecast
+# worse than the training mean on both sources (docs/forecasting.md).
 DEFAULTS = {
-    "epochs": 8,
+    "epochs": 4,
     "batch_size": 32,
     "weighting": "static",
     "learning_rate": 0.002,
@@ -72,7 +74,7 @@ DEFAULTS = {
     "test_origins": 40,
     "num_quarters": 300,
     "passes_per_epoch": 10,
-    "units": (32, 32),
+    "units": (16,),
     "shared_fraction": 0.5,
     "supplementary_weight": 0.3,
 }
@@ -81,7 +83,7 @@ QUICK = {"epochs": 1, "num_quarters": 80, "test_origins": 8, "passes_per_epoch":
 SEARCH_SPACE = {
     "shared_fraction": [0.5, 0.25, 0.75],
     "supplementary_weight": [0.3, 0.1, 1.0],
-    "units": [(32, 32), (16,), (64, 32)],
+    "units": [(16,), (8,), (32,), (16, 16)],
     "learning_rate": {"min": 5e-4, "max": 1e-2, "sampling": "log", "default": 0.002},
 }
 
