@@ -117,6 +117,7 @@ def test_recipe_defaults_are_the_functions_defaults():
 # === Model ===
 
 
+@pytest.mark.slow  # ~1 s: builds four models (the fast loop's budget is 2 s for this recipe)
 def test_model_with_and_without_the_adversary_start_alike(tiny):
     """Same seed, same layers in the same order: the variants differ only in the reversal's strength."""
     _, data = tiny
@@ -200,6 +201,7 @@ def test_without_the_adversary_the_trunk_trains_as_the_main_task_alone(tiny):
     assert "5-fold" in text and "chance 0.500" in text
 
 
+@pytest.mark.slow  # ~0.5-1.5 s: ten cross-validated logistic regressions
 def test_domain_probe_finds_a_domain_cue_and_misses_none():
     rng = np.random.default_rng(0)
     same = rng.normal(size=(400, 3))

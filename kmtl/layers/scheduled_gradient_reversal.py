@@ -52,10 +52,14 @@ class ScheduledGradientReversal(keras.layers.Layer):
     def __init__(self, total_steps, max_strength=1.0, gamma=10.0, **kwargs):
         super().__init__(**kwargs)
         if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
-            raise ValueError(f"Invalid value for `total_steps`. Expected an int >= 1. Received: total_steps={total_steps!r}")
+            raise ValueError(
+                f"Invalid value for `total_steps`. Expected an int >= 1. Received: total_steps={total_steps!r}"
+            )
         for name, value in (("max_strength", max_strength), ("gamma", gamma)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"Invalid value for `{name}`. Expected a finite float >= 0. Received: {name}={value!r}")
+                raise ValueError(
+                    f"Invalid value for `{name}`. Expected a finite float >= 0. Received: {name}={value!r}"
+                )
         self.total_steps = total_steps
         self.max_strength = float(max_strength)
         self.gamma = float(gamma)

@@ -170,7 +170,8 @@ def load_data(
     shift = SHIFTS[source][0] if shift is None else shift
     if shift not in SHIFTS[source]:
         raise ValueError(
-            f"Invalid value for `shift` with source={source!r}. Expected one of {SHIFTS[source]}. Received: shift={shift!r}"
+            f"Invalid value for `shift` with source={source!r}. Expected one of {SHIFTS[source]}. "
+            f"Received: shift={shift!r}"
         )
     num_train = NUM_TRAIN[source] if num_train is None else num_train
     num_test = NUM_TEST[source] if num_test is None else num_test
