@@ -245,7 +245,10 @@ class _Runs:
         if self.resplit:
             notes.append("Each repeat drew new data with its seed (resplit): a new split of the recipe's data, by "
                          "group where the recipe splits by group.")
-        if fraction is not None:
+        if fraction == 1:
+            notes.append("Label fraction 1: every training label kept (the training split read into memory and "
+                         "batched again, as at the other fractions).")
+        elif fraction is not None:
             notes.append(f"Label fraction {fraction:g}: each training example kept each task's label with probability "
                          f"{fraction:g}, drawn with the repeat's seed; every model of a repeat got the same labels; "
                          "validation and test labels untouched.")
