@@ -93,7 +93,7 @@ def test_noise_shift_adds_clipped_gaussian_noise():
     np.testing.assert_array_equal(da.shift_images(clean, "invert"), 1.0)
 
 
-@pytest.mark.slow  # ~2 s: reads the 60,000 training images
+@pytest.mark.slow  # ~0.5 s: reads the 60,000 training images
 @pytest.mark.skipif(not FASHION_INSTALLED, reason="Debian's dataset-fashion-mnist is not installed")
 def test_fashion_mnist_target_is_the_shifted_clean_images():
     from kmtl.data import load_fashion_mnist
@@ -117,7 +117,6 @@ def test_recipe_defaults_are_the_functions_defaults():
 # === Model ===
 
 
-@pytest.mark.slow  # ~1 s: builds four models (the fast loop's budget is 2 s for this recipe)
 def test_model_with_and_without_the_adversary_start_alike(tiny):
     """Same seed, same layers in the same order: the variants differ only in the reversal's strength."""
     _, data = tiny
@@ -165,7 +164,7 @@ def report_rows(text):
     return rows
 
 
-@pytest.mark.slow  # three fits of 8 steps and the report's probe: ~20 s under load 15 on 2 cores
+@pytest.mark.slow  # ~3 s: three fits of 8 steps and the report's probe (~20 s when 2 cores are crowded)
 def test_without_the_adversary_the_trunk_trains_as_the_main_task_alone(tiny):
     """Strength 0 stops the domain loss at the reversal: the trunk and main head end exactly as in a model that
     has no domain head (same seed and batches); with the adversary they do not. Then the report of both."""
@@ -201,7 +200,6 @@ def test_without_the_adversary_the_trunk_trains_as_the_main_task_alone(tiny):
     assert "5-fold" in text and "chance 0.500" in text
 
 
-@pytest.mark.slow  # ~0.5-1.5 s: ten cross-validated logistic regressions
 def test_domain_probe_finds_a_domain_cue_and_misses_none():
     rng = np.random.default_rng(0)
     same = rng.normal(size=(400, 3))
@@ -210,7 +208,7 @@ def test_domain_probe_finds_a_domain_cue_and_misses_none():
     assert da.domain_probe(same[:200], shifted) > 0.8
 
 
-@pytest.mark.slow  # ~7 s: a quick run, its export and a SavedModel load
+@pytest.mark.slow  # ~2 s: a quick run, its export and a SavedModel load
 def test_train_exports_the_main_task_equal_to_the_keras_model(tmp_path):
     run = train_recipe("domain-adversarial", quick=True, export_dir=tmp_path, verbose=0, log=lambda line: None)
     x = np.array([[0.0, 0.5], [1.0, -0.4], [2.0, 0.3]], "float32")
