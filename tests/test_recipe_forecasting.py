@@ -187,15 +187,15 @@ def test_cli_names_a_bad_source_before_training(capsys):
 
 @pytest.mark.slow  # ~6 s: 2 refits x 3 tiny models of one short epoch
 def test_rolling_report_refits_at_each_origin_beside_the_naive_forecasts():
-    settings = fc.RECIPE.settings(quick=True, test_origins=8)
+    settings = fc.RECIPE.settings(quick=True, test_origins=8, passes_per_epoch=1)
     text = fc.report(settings, seed=0, refits=2)
     # The naive forecasts' errors, computed here from the two folds' arrays.
     history, targets = zip(*(fc.RECIPE.load({**settings, "fold": (k, 2)}).arrays["test"] for k in range(2)))
     history, targets = np.concatenate(history), np.concatenate(targets)
     assert len(targets) == 8
     lines = text.splitlines()
-    assert "refit 1: 40 training origins, tested origins t=63 .. t=66" in text
-    assert "refit 2: 44 training origins, tested origins t=67 .. t=70" in text
+    assert "refit 1: 47 training origins, tested origins t=68 .. t=71" in text
+    assert "refit 2: 51 training origins, tested origins t=72 .. t=75" in text
     for name, column in (("target_1", 0), ("target_2", 1)):
         table = lines[lines.index(f"{name}: mean absolute error per quarter ahead") + 2:][:5]
         rows = {line[:22].strip(): [float(v.rstrip("%")) for v in line[22:].split()] for line in table}
@@ -206,14 +206,20 @@ def test_rolling_report_refits_at_each_origin_beside_the_naive_forecasts():
         assert rows["last value"][-1] == 0.0 and all(np.isfinite(v).all() for v in rows.values())
 
 
-@pytest.mark.slow  # ~10 s: a quick run and its export, loaded in a process without kmtl
-def test_train_exports_the_primary_targets_equal_to_the_keras_model(tmp_path):
-    from kmtl.app.train import train_recipe
+@pytest.mark.slow  # a quick fit and its export, loaded in a process without kmtl
+def test_export_serves_the_primary_targets_equal_to_the_keras_model(tiny, tmp_path):
+    import keras
 
-    run = train_recipe("forecasting", quick=True, export_dir=tmp_path, verbose=0, log=lambda line: None)
+    import kmtl
+
+    settings, data = tiny
+    keras.utils.set_random_seed(0)
+    model = fc.RECIPE.compile(fc.RECIPE.build(settings, data), settings)
+    model.fit(data.train, epochs=1, verbose=0, shuffle=False)
+    path = kmtl.export.for_serving(model, tmp_path / "forecasting", warmup=False)
     history = np.random.default_rng(0).normal(size=(3, 4, 8)).astype("float32")
     np.save(tmp_path / "history.npy", history)
-    expected = run.model.predict({"history": history}, verbose=0)
+    expected = model.predict({"history": history}, verbose=0)
     script = textwrap.dedent(
         """
         import sys
@@ -226,7 +232,7 @@ def test_train_exports_the_primary_targets_equal_to_the_keras_model(tmp_path):
         """
     )
     served = tmp_path / "served.npz"
-    subprocess.run([sys.executable, "-c", script, str(run.export_path), str(tmp_path / "history.npy"), str(served)],
+    subprocess.run([sys.executable, "-c", script, str(path), str(tmp_path / "history.npy"), str(served)],
                    check=True, timeout=300)
     got = np.load(served)
     assert sorted(got.files) == ["target_1", "target_2"]  # the supplementary series are not exported
