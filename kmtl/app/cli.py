@@ -73,7 +73,8 @@ def _add_common(command, *, epochs_help: str) -> None:
         "--data", dest="source", metavar="SOURCE",
         help="data source: synthetic (default), celeba:PATH, utkface:PATH (facial-attributes); "
         "mimic3:PATH, pbcseq (clinical-timeseries); folder:PATH, fashion-mnist (segmentation-classification); "
-        "turkish-treebank, hironsan, conll2000:PATH, conll2003:PATH, conllu:PATH, A+B mixes them (nlp-tagging)",
+        "turkish-treebank, hironsan, conll2000:PATH, conll2003:PATH, conllu:PATH, A+B mixes them (nlp-tagging); "
+        "sleepstudy (mixed-effects); macrodata (forecasting); fashion-mnist (domain-adversarial)",
     )
     command.add_argument("--layout", choices=("hierarchy", "flat"),
                          help="tasks at their levels or all on the top level (nlp-tagging)")
