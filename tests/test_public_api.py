@@ -20,9 +20,10 @@ PUBLIC = {
         "stacked_heads_model", "unet",
     ],
     "kmtl.layers": [
-        "CRF", "ChannelGroups", "CharacterCNN", "CrossStitch", "ExpertGate", "ExpertMixture", "Experts", "FeatureFusion", "GradientReversal",
-        "GroupedLSTM", "LabelEmbedding", "LayerMixture", "RandomEffects", "ScheduledGradientReversal", "SequenceReadout", "StackedHeads",
-        "StopGradient", "SubspaceMixing", "TensorFactorizedDense",
+        "CRF", "ChannelGroups", "CharacterCNN", "CrossStitch", "ExpertGate", "ExpertMixture", "Experts",
+        "FeatureFusion", "GradientReversal", "GroupedLSTM", "LabelEmbedding", "LayerMixture", "RandomEffects",
+        "ScheduledGradientReversal", "SequenceMean", "SequenceReadout", "StackedHeads", "StopGradient",
+        "SubspaceMixing", "TensorFactorizedDense",
     ],
     "kmtl.regularizers": [
         "GroupLasso", "MeanRegularized", "Penalty", "SoftSharingL2", "TaskCovarianceUpdater", "TaskRelationshipPrior",

@@ -89,7 +89,7 @@ def test_readout_reads_a_step_or_the_last_real_step_and_round_trips(tmp_path):
 
 
 def test_sequence_mean_averages_real_steps_only_and_is_registered():
-    from kmtl.recipes.clinical_timeseries._models import SequenceMean
+    from kmtl.layers import SequenceMean
 
     x = np.arange(10, dtype="float32").reshape(1, 5, 2).repeat(3, axis=0)
     mask = np.array([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0]], "float32")

@@ -15,7 +15,7 @@ from kmtl.layers.label_embedding import LabelEmbedding
 from kmtl.layers.mixture_of_experts import ExpertGate, ExpertMixture, Experts
 from kmtl.layers.random_effects import RandomEffects
 from kmtl.layers.scheduled_gradient_reversal import ScheduledGradientReversal
-from kmtl.layers.sequence_readout import SequenceReadout
+from kmtl.layers.sequence_readout import SequenceMean, SequenceReadout
 from kmtl.layers.sluice import LayerMixture, SubspaceMixing
 from kmtl.layers.stacked_heads import StackedHeads
 from kmtl.layers.stop_gradient import StopGradient
@@ -36,6 +36,7 @@ __all__ = [
     "LayerMixture",
     "RandomEffects",
     "ScheduledGradientReversal",
+    "SequenceMean",
     "SequenceReadout",
     "StackedHeads",
     "StopGradient",

@@ -1,4 +1,5 @@
-"""`SequenceReadout`: reads each sequence at one time step (a fixed step, or its last real step)."""
+"""Whole-sequence read-outs that never read padding: `SequenceReadout` (one time step: a fixed step, or the last
+real step) and `SequenceMean` (the mean over the real steps)."""
 
 from __future__ import annotations
 
@@ -68,3 +69,37 @@ class SequenceReadout(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "step": self.step}
+
+
+@keras.saving.register_keras_serializable(package="kmtl")
+class SequenceMean(keras.layers.Layer):
+    """Mean of each sequence over its real steps (mask 1); a sequence with no real step gives zeros.
+
+    Call arguments:
+        inputs: list `[sequence, mask]`: `sequence` `(batch, steps, channels)`, `mask` `(batch, steps)`.
+
+    Returns:
+        Tensor `(batch, channels)`; padding never counts, so appending padding leaves it unchanged.
+
+    Example:
+
+    >>> x = np.array([[[1.0], [3.0], [9.0]]], "float32")
+    >>> keras.ops.convert_to_numpy(SequenceMean()([x, np.array([[1.0, 1.0, 0.0]], "float32")])).tolist()
+    [[2.0]]
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True  # consumes the sequence's Keras mask: the mean has no time axis
+
+    def call(self, inputs):
+        sequence, mask = inputs
+        real = ops.cast(ops.greater(ops.cast(mask, "float32"), 0.5), sequence.dtype)
+        total = ops.sum(sequence * real[:, :, None], axis=1)
+        return total / ops.maximum(ops.sum(real, axis=1, keepdims=True), 1.0)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], input_shape[0][2])
+
+    def compute_mask(self, inputs, mask=None):
+        return None

@@ -19,45 +19,11 @@ import numpy as np
 from keras import ops
 
 import kmtl
-from kmtl.layers import ChannelGroups, GroupedLSTM, SequenceReadout
+from kmtl.layers import ChannelGroups, GroupedLSTM, SequenceMean, SequenceReadout
 
 MODELS = ("channelwise", "lstm")
 STAY_READOUTS = ("last", "last_and_mean")
 PER_STEP_SUFFIX = "_per_step"
-
-
-@keras.saving.register_keras_serializable(package="kmtl")
-class SequenceMean(keras.layers.Layer):
-    """Mean of each sequence over its real steps (mask 1); a sequence with no real step gives zeros.
-
-    Call arguments:
-        inputs: list `[sequence, mask]`: `sequence` `(batch, steps, channels)`, `mask` `(batch, steps)`.
-
-    Returns:
-        Tensor `(batch, channels)`; padding never counts, so appending padding leaves it unchanged.
-
-    Example:
-
-    >>> x = np.array([[[1.0], [3.0], [9.0]]], "float32")
-    >>> keras.ops.convert_to_numpy(SequenceMean()([x, np.array([[1.0, 1.0, 0.0]], "float32")])).tolist()
-    [[2.0]]
-    """
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.supports_masking = True  # consumes the sequence's Keras mask: the mean has no time axis
-
-    def call(self, inputs):
-        sequence, mask = inputs
-        real = ops.cast(ops.greater(ops.cast(mask, "float32"), 0.5), sequence.dtype)
-        total = ops.sum(sequence * real[:, :, None], axis=1)
-        return total / ops.maximum(ops.sum(real, axis=1, keepdims=True), 1.0)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0][0], input_shape[0][2])
-
-    def compute_mask(self, inputs, mask=None):
-        return None
 
 
 def channelwise_trunk(features, mask, channel_groups: Mapping[str, Sequence[int]], *, channel_units: int,
