@@ -377,3 +377,52 @@ def test_channelwise_model_learns_the_synthetic_tasks():
     # An untrained model scores about 0.5; the tasks' signal is in the vitals (see kmtl.data.icu).
     assert scores["decompensation"]["auroc"] > 0.75
     assert scores["phenotype"]["auroc_micro"] > 0.55
+
+
+def _episodes_of_patients(patients):
+    from kmtl.data.sequences import SequenceData
+
+    features = [np.full((2 + i % 3, 1), i, "float32") for i in range(len(patients))]
+    return SequenceData(features=features, labels={"y": np.arange(len(patients), dtype="int32")},
+                        groups=np.asarray(patients), feature_names=["x"])
+
+
+def test_fold_split_tests_every_episode_once_and_keeps_patients_together():
+    patients = [f"p{i // 3}" for i in range(30)] + [f"q{i}" for i in range(12)]  # 10 patients of 3, 12 of 1
+    data = _episodes_of_patients(patients)
+    tested = []
+    for k in range(4):
+        train, val, test = data.fold_split((k, 4), val_fraction=0.2, seed=3)
+        parts = [set(part.groups) for part in (train, val, test)]
+        assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+        assert len(train) + len(val) + len(test) == len(data)
+        assert 9 <= len(test) <= 12  # 42 episodes dealt to 4 folds by size: no fold far from 10.5
+        tested.extend(test.labels["y"].tolist())
+    assert sorted(tested) == list(range(len(data)))
+    again = data.fold_split((1, 4), val_fraction=0.2, seed=3)[2].labels["y"]
+    np.testing.assert_array_equal(again, data.fold_split((1, 4), val_fraction=0.2, seed=3)[2].labels["y"])
+    assert set(data.fold_split((1, 4), 0.2, seed=4)[2].labels["y"]) != set(again)
+
+
+@pytest.mark.parametrize("fold", [(4, 4), (0, 1), (-1, 3), (1.0, 3), "0/3", (True, 3)])
+def test_fold_split_refuses_a_bad_fold(fold):
+    with pytest.raises(ValueError, match="`fold`"):
+        _episodes_of_patients(["a", "b", "c"]).fold_split(fold, val_fraction=0.2)
+
+
+def test_fold_split_needs_a_patient_per_fold():
+    with pytest.raises(ValueError, match="at least 5 patients"):
+        _episodes_of_patients(["a", "a", "b", "c"]).fold_split((0, 5), val_fraction=0.2)
+
+
+def test_clinical_folds_partition_the_stays_by_patient():
+    seen = []
+    for k in range(3):
+        splits = ct.load_data(num_stays=30, max_steps=8, fold=(k, 3), seed=1)
+        train, val, test = splits.sequences
+        assert not set(test.groups) & (set(train.groups) | set(val.groups))
+        seen.extend(test.groups.tolist())
+    whole = ct.load_data(num_stays=30, max_steps=8, seed=1).sequences
+    assert sorted(seen) == sorted(g for part in whole for g in part.groups.tolist())
+    with pytest.raises(ValueError, match="benchmark's train/val/test lists"):
+        ct.load_data("mimic3:/nonexistent", fold=(0, 3))

