@@ -58,7 +58,7 @@ def mask_labels(labels: Mapping[str, np.ndarray], tasks: Sequence[Task], fractio
 
     >>> y = {"a": np.ones(1000, "int32")}
     >>> int((mask_labels(y, [Task("a", "binary")], 0.3, seed=0)["a"] == 1).sum())
-    304
+    321
     """
     check_fractions([fraction])
     out = dict(labels)
