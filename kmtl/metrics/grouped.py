@@ -16,6 +16,11 @@ from keras import ops
 class GroupedMetric(keras.metrics.Metric):
     """Base class: G tasks' copies of one metric, updated from `(batch, G)` label entries in one go.
 
+    A subclass defines `update_state(y_true, y_pred, sample_weight)`, which adds one batch (`y_true` `(batch, G)`
+    labels with missing entries filled with a valid value by `stacked_label_entries`, `y_pred` `(batch, G, units)`,
+    `sample_weight` float32 `(batch, G)`: 0 for a missing entry, else its sample weight), and `values()`, the G
+    results as one `(G,)` tensor; `result()` splits that into `{key: value}`.
+
     Args:
         keys: list of G str. The tasks' metric names (`<task>_<metric>`), the keys of `result()`.
         name: str. The metric's name.
@@ -28,20 +33,6 @@ class GroupedMetric(keras.metrics.Metric):
     @property
     def num_tasks(self) -> int:
         return len(self.keys)
-
-    def update_state(self, y_true, y_pred, sample_weight):
-        """Adds one batch.
-
-        Args:
-            y_true: `(batch, G)` labels, missing entries filled with a valid value (`stacked_label_entries`).
-            y_pred: `(batch, G, units)` predictions.
-            sample_weight: float32 `(batch, G)`: 0 for a missing entry, else its sample weight.
-        """
-        raise NotImplementedError
-
-    def values(self):
-        """The G results as one `(G,)` tensor."""
-        raise NotImplementedError
 
     def result(self):
         """`{key: value}` for the G tasks, in task order, split from one tensor by one op."""
