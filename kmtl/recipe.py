@@ -101,6 +101,11 @@ class Recipe:
         plots: callable `(model, dataset, directory) -> path` or None. A picture of what the trained model does
             (e.g. predicted masks); `kmtl train` draws it for the test data into the exported version's
             `assets.extra/` (TF Serving's folder for extra files, which it does not serve) and prints its path.
+        report: callable `(model, data, settings, seed) -> str` or None. What the trained model shows beyond the
+            per-task table (e.g. its estimates beside a classical fit, naive forecasts, a probe of its features):
+            `kmtl train` prints it after its report, for the model it trained on `data` (the `RecipeData` of
+            `settings` and data seed `seed`). It raises ImportError when its optional extra is not installed
+            (train then prints a one-line note). A recipe's `baselines` may train a model and return this report.
     """
 
     name: str
@@ -119,6 +124,7 @@ class Recipe:
     sources: str = "synthetic"
     baselines: Callable[[Mapping[str, Any], int], str] | None = None
     plots: Callable[[Any, Any, Any], Any] | None = None
+    report: Callable[[Any, RecipeData, Mapping[str, Any], int], str] | None = None
 
     def __post_init__(self):
         missing = [k for k in REQUIRED_DEFAULTS if k not in self.defaults]
@@ -134,11 +140,12 @@ class Recipe:
                 f"Invalid value for `quick` of recipe {self.name!r}. Expected settings of `defaults`, "
                 f"`data_settings` or `model_settings`. Received: unknown settings {unknown}"
             )
-        if self.baselines is not None and not callable(self.baselines):
-            raise ValueError(
-                f"Invalid value for `baselines` of recipe {self.name!r}. Expected a callable (settings, seed) -> str "
-                f"or None. Received: baselines={self.baselines!r:.200}"
-            )
+        for field in ("baselines", "plots", "report"):
+            if getattr(self, field) is not None and not callable(getattr(self, field)):
+                raise ValueError(
+                    f"Invalid value for `{field}` of recipe {self.name!r}. Expected a callable or None. "
+                    f"Received: {field}={getattr(self, field)!r:.200}"
+                )
         if self.search_space is not None:
             unknown = sorted(set(self.search_space) - set(self.model_settings) - set(COMPILE_SETTINGS))
             if unknown:
