@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from kmtl.app.registry import describe, recipe_names
+from kmtl.app.registry import describe, recipe_names, resolve
 
 
 class _Parser(argparse.ArgumentParser):
@@ -86,6 +86,9 @@ def _add_common(command, *, epochs_help: str) -> None:
                          help="fraction of training images that keep their mask (segmentation-classification)")
     command.add_argument("--reconstruction", action="store_true", default=None,
                          help="add the auxiliary input-reconstruction decoder (segmentation-classification)")
+    command.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                         help="set any data or model setting the recipe declares, e.g. --set num_train=1000 "
+                         "(repeatable; parsed to the setting's type; a bad key lists the valid ones)")
     command.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="progress output (default: 1)")
 
 
@@ -130,6 +133,24 @@ def build_parser() -> argparse.ArgumentParser:
     existing = tune.add_mutually_exclusive_group()
     existing.add_argument("--resume", action="store_true", help="continue the search found in the folder")
     existing.add_argument("--overwrite", action="store_true", help="delete the search found in the folder first")
+
+    group = commands.add_parser("group", help="measure task affinity in a short joint training and suggest which "
+                                "tasks share a branch (kmtl.grouping)")
+    _add_common(group, epochs_help="epochs of the measured joint training (default: 1)")
+    group.add_argument("--method", choices=("lookahead", "gradient"), default="lookahead",
+                       help="affinity: loss change after a lookahead step (Fifty et al. 2021) or gradient cosine")
+    group.add_argument("--groups", dest="num_groups", type=_positive_int, metavar="K",
+                       help="exactly K groups (default: the best number)")
+    group.add_argument("--lookahead-rate", type=_positive_float, default=0.01, help="lookahead step (default: 0.01)")
+    group.add_argument("--branch-units", type=_number(lambda t: tuple(int(u) for u in t.split(",")),
+                       lambda v: all(u >= 1 for u in v), "positive integers, e.g. 32 or 32,16"), default=(32,),
+                       help="widths of each branch's Dense layers (default: 32)")
+    group.add_argument("--plot", metavar="PATH.png", help="write the affinity heatmap (never over an existing file)")
+    group.add_argument("--train", action="store_true", help="train the suggested branched model and print its metrics")
+    group.add_argument("--export-dir", help="with --train: export it to <dir>/<recipe>_grouped/<version>/")
+    group.add_argument("--compare", action="store_true", help="train hard sharing, the suggested groups and one "
+                       "branch per task on the same trunk and print their test scores")
+    group.add_argument("--repeats", type=_positive_int, default=1, help="seeds of --compare (default: 1)")
     return parser
 
 
@@ -137,7 +158,16 @@ def _settings(args) -> dict:
     """The recipe settings given on the command line (None: the recipe's)."""
     names = ("epochs", "batch_size", "source", "weighting", "learning_rate", "model", "mask_fraction", "reconstruction",
              "layout", "crf", "char_features")
-    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    settings = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    if args.assignments:  # checked against the recipe's declared settings before any data loads
+        from kmtl.app.overrides import parse_overrides
+
+        assigned = parse_overrides(resolve(args.recipe), args.assignments)
+        twice = sorted(set(assigned) & set(settings))
+        if twice:
+            raise ValueError(f"{', '.join(twice)} given both by --set and by its own option; give it once.")
+        settings.update(assigned)
+    return settings
 
 
 def _run(args) -> int:
@@ -166,6 +196,15 @@ def _run(args) -> int:
                                 tune_trials=args.tune_trials, folds=args.folds, **_settings(args))
         print()
         print(result.table())
+        return 0
+    if args.command == "group":
+        from kmtl.app.group import group_recipe
+
+        settings = _settings(args)
+        group_recipe(args.recipe, epochs=settings.pop("epochs", 1), method=args.method, num_groups=args.num_groups,
+                     lookahead_rate=args.lookahead_rate, branch_units=args.branch_units, plot=args.plot,
+                     train=args.train, export_dir=args.export_dir, compare=args.compare, repeats=args.repeats,
+                     quick=args.quick, seed=args.seed, verbose=args.verbose, **settings)
         return 0
     from kmtl.app.tune import tune_recipe
 
