@@ -152,7 +152,9 @@ def test_builder_call_builds_the_same_model_as_build():
 
 
 def test_public_names_and_the_affinity_as_a_frame():
-    assert sorted(kmtl.grouping.__all__) == ["TaskGrouping", "best_partitions", "branched", "partition_score", "suggest"]
+    assert sorted(kmtl.grouping.__all__) == [
+        "TaskGrouping", "best_partitions", "branched", "partition_score", "shared_features", "suggest"
+    ]
     pytest.importorskip("pandas")
     frame = _grouping().to_frame()
     assert list(frame.index) == list(frame.columns) == ["a1", "b1", "a2"]

@@ -29,7 +29,9 @@ from kmtl.tasks.batch_checks import named_batch_errors
 METHODS = ("lookahead", "gradient")
 
 
-def measure_affinity(model, batches, *, method: str, steps: int, learning_rate: float, optimizer) -> np.ndarray:
+def measure_affinity(
+    model, batches, *, method: str, steps: int, learning_rate: float, optimizer, weights=None
+) -> np.ndarray:
     """Trains `model` for `steps` batches and returns the mean affinity matrix `(T, T)` (row: the stepping task).
 
     Args:
@@ -39,6 +41,8 @@ def measure_affinity(model, batches, *, method: str, steps: int, learning_rate: 
         steps: int. Training steps; the affinity is measured before each.
         learning_rate: float. Size of the lookahead step.
         optimizer: a fresh Keras optimizer for the joint training.
+        weights: sequence of T floats or None (all 1). Task `i`'s loss counts `weights[i]` times in the joint
+            training, and its lookahead step is `learning_rate * weights[i]` times its gradient.
 
     Returns:
         float64 array `(T, T)`: entry `[i, j]` is the affinity of task `i` onto task `j`.
@@ -46,14 +50,19 @@ def measure_affinity(model, batches, *, method: str, steps: int, learning_rate: 
     snapshot = [(variable, ops.convert_to_numpy(variable)) for variable in model.variables]
     try:
         with named_batch_errors():
-            return _measure(model, batches, method, steps, learning_rate, optimizer)
+            return _measure(model, batches, method, steps, learning_rate, optimizer, weights)
     finally:
         for variable, value in snapshot:
             variable.assign(value)
 
 
-def _measure(model, batches, method, steps, learning_rate, optimizer):
-    task_losses = _task_loss_function(model)
+def _measure(model, batches, method, steps, learning_rate, optimizer, weights):
+    unweighted = _task_loss_function(model)
+    if weights is None:
+        task_losses = unweighted
+    else:
+        weights = tf.constant(np.asarray(weights, dtype="float32"))
+        task_losses = lambda y, y_pred: unweighted(y, y_pred) * weights  # noqa: E731
     trainable = list(model.trainable_variables)
     shared_ids = {id(v) for v in model.shared_variables}
     shared_positions = [i for i, v in enumerate(trainable) if id(v) in shared_ids]
@@ -63,7 +72,7 @@ def _measure(model, batches, method, steps, learning_rate, optimizer):
     def step(x, y):
         values = [tf.convert_to_tensor(v.value) for v in trainable]
         state = [v.value for v in model.non_trainable_variables]
-        affinity, valid = measure(model, task_losses, values, state, shared_positions, x, y, learning_rate)
+        affinity, valid = measure(model, unweighted, weights, values, state, shared_positions, x, y, learning_rate)
         _train_step(model, task_losses, optimizer, x, y)
         return affinity, valid
 
@@ -84,7 +93,7 @@ def _measure(model, batches, method, steps, learning_rate, optimizer):
     return np.where(counts > 0, total / np.maximum(counts, 1.0), np.nan)
 
 
-def _lookahead_step(model, task_losses, values, state, shared_positions, x, y, learning_rate):
+def _lookahead_step(model, task_losses, weights, values, state, shared_positions, x, y, learning_rate):
     shared = [values[i] for i in shared_positions]
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(shared)
@@ -94,10 +103,11 @@ def _lookahead_step(model, task_losses, values, state, shared_positions, x, y, l
     grads = [tape.gradient(loss, shared, unconnected_gradients=tf.UnconnectedGradients.ZERO) for loss in per_task]
     del tape
     rows = []
-    for task_grads in grads:
+    for i, task_grads in enumerate(grads):
+        rate = learning_rate if weights is None else learning_rate * weights[i]
         moved = list(values)
         for position, value, grad in zip(shared_positions, shared, task_grads):
-            moved[position] = value - tf.cast(learning_rate, value.dtype) * grad
+            moved[position] = value - tf.cast(rate, value.dtype) * grad
         y_after, _ = model.stateless_call(moved, state, x, training=True)
         after = task_losses(y, y_after)
         rows.append(1.0 - after / tf.where(before > 0, before, tf.ones_like(before)))
@@ -108,8 +118,8 @@ def _lookahead_step(model, task_losses, values, state, shared_positions, x, y, l
     return tf.stack(rows) * valid, valid
 
 
-def _gradient_step(model, task_losses, values, state, shared_positions, x, y, learning_rate):
-    del learning_rate
+def _gradient_step(model, task_losses, weights, values, state, shared_positions, x, y, learning_rate):
+    del weights, learning_rate  # a cosine is the same for any positive scale of either gradient
     shared = [values[i] for i in shared_positions]
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(shared)

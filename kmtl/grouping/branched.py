@@ -7,8 +7,10 @@ from typing import Sequence
 import keras
 
 from kmtl._checks import check_widths
+from kmtl._keras_internals import call_count
 from kmtl.heads import task_head
 from kmtl.model import MultiTaskModel
+from kmtl.model.partition import partition_operations
 from kmtl.tasks import Task, validate_task_list
 
 
@@ -114,3 +116,46 @@ def check_groups(groups, task_names: Sequence[str]) -> list[list[str]]:
             f"exactly one non-empty group. Received: groups={groups!r}"
         )
     return groups
+
+
+def shared_features(model: keras.Model):
+    """The deepest shared feature vector of a multi-task model: the output of the last shared layer from which every
+    task's output is computed alone (all paths from the inputs to the outputs pass through it), if it is a
+    `(batch, d)` tensor of a layer called once.
+
+    It is the trunk to keep when replacing what follows it by `branched`'s branches: for a `hard_sharing` model the
+    tensor its heads read; for a model that shares partly after it (e.g. `split`), the last feature vector before
+    the sharing stops being complete.
+
+    Args:
+        model: a Functional model whose `output` is a dict keyed by task name (e.g. a `kmtl.MultiTaskModel`).
+
+    Returns:
+        `(layer_name, tensor)`, or None when no such tensor exists (e.g. the tasks read a sequence or an image).
+
+    Example:
+
+    >>> import keras, kmtl
+    >>> x = keras.Input((8,), name="x")
+    >>> trunk = keras.layers.Dense(16, name="trunk")(x)
+    >>> tasks = [kmtl.Task(name, "regression") for name in ("a", "b")]
+    >>> kmtl.grouping.shared_features(kmtl.builders.hard_sharing(x, trunk, tasks))[0]
+    'trunk'
+    """
+    names = list(model.output)
+    shared, _ = partition_operations(model, names)
+    order = {id(op): i for i, op in enumerate(keras.Function(keras.tree.flatten(model.input), model.output).operations)}
+    candidates = [
+        op for op in sorted(shared, key=lambda op: order.get(id(op), -1))
+        if isinstance(op, keras.layers.Layer) and not isinstance(op, keras.layers.InputLayer)
+        and call_count(op) == 1 and len(keras.tree.flatten(op.output)) == 1 and len(op.output.shape) == 2
+    ]
+    for layer in reversed(candidates):
+        if any(layer.output is t for t in keras.tree.flatten(model.output)):
+            continue  # a task's output itself (a head others read) is not a trunk
+        try:
+            keras.Function([layer.output], model.output)
+        except ValueError:  # some output also needs a tensor computed beside this one
+            continue
+        return layer.name, layer.output
+    return None

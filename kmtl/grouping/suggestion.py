@@ -69,9 +69,12 @@ class TaskGrouping:
             ) from error
         return pd.DataFrame(self.affinity, index=self.task_names, columns=self.task_names)
 
-    def builder_call(self, inputs: str = "inputs", features: str = "features", tasks: str = "tasks") -> str:
+    def builder_call(
+        self, inputs: str = "inputs", features: str = "features", tasks: str = "tasks", branch_units=(32,)
+    ) -> str:
         """The Python call that builds the suggested branched model, for the given variable names."""
-        return f"kmtl.grouping.branched({inputs}, {features}, {tasks}, groups={self.groups!r}, branch_units=(32,))"
+        units = tuple(int(u) for u in branch_units)
+        return f"kmtl.grouping.branched({inputs}, {features}, {tasks}, groups={self.groups!r}, branch_units={units!r})"
 
     def build(self, inputs, features, *, tasks=None, **kwargs) -> MultiTaskModel:
         """Builds the suggested branched model: `kmtl.grouping.branched(inputs, features, tasks, self.groups, ...)`.
@@ -149,10 +152,11 @@ def suggest(
     optimizer: Any = None,
     seed: int | None = 0,
     exact_max_tasks: int = EXACT_MAX_TASKS,
+    weighting: str = "equal",
 ) -> TaskGrouping:
     """Measures inter-task affinity in a short joint training and groups the tasks that help each other.
 
-    The model trains for `steps` batches on the plain sum of its task losses; before each step the affinity of
+    The model trains for `steps` batches on the sum of its task losses (`weighting`); before each step the affinity of
     every task onto every other is measured on that batch (see `method`) and the mean over steps is the affinity
     matrix. The groups are the partition of the tasks with the highest total affinity within groups: with exactly
     `k` groups, or (`k=None`) the best over every number of groups, the fewer groups on a tie. Tasks whose steps
@@ -177,6 +181,9 @@ def suggest(
             `SGD(learning_rate)`. The instance passed is not used itself, so its state is left alone.
         seed: int or None. `keras.utils.set_random_seed(seed)` before building and the shuffling seed.
         exact_max_tasks: int. Largest number of tasks searched exactly.
+        weighting: `"equal"` (the plain sum of the task losses) or `"static"`: each task's loss times its
+            `Task.loss_weight`, as `compile(weighting="static")` trains, and task `i`'s lookahead step is
+            `learning_rate * loss_weight_i` times its gradient (for tasks whose losses have different units).
 
     Returns:
         `TaskGrouping` with `groups`, `affinity`, `plot(path)`, `builder_call()` and `build(inputs, features)`.
@@ -199,6 +206,10 @@ def suggest(
     """
     if method not in METHODS:
         raise ValueError(f"Invalid value for `method`. Expected one of {list(METHODS)}. Received: method={method!r}")
+    if weighting not in ("equal", "static"):
+        raise ValueError(
+            f"Invalid value for `weighting`. Expected 'equal' or 'static'. Received: weighting={weighting!r}"
+        )
     steps = check_positive_int("steps", steps)
     batch_size = check_positive_int("batch_size", batch_size)
     learning_rate = check_number("learning_rate", learning_rate)
@@ -215,8 +226,9 @@ def suggest(
         )
     optimizer = _fresh_optimizer(optimizer, learning_rate)
     batches = _batches(model, data, batch_size, seed)
+    weights = [t.loss_weight for t in model.tasks] if weighting == "static" else None
     affinity = measure_affinity(
-        model, batches, method=method, steps=steps, learning_rate=learning_rate, optimizer=optimizer
+        model, batches, method=method, steps=steps, learning_rate=learning_rate, optimizer=optimizer, weights=weights
     )
     if not np.isfinite(affinity).all():
         bad = sorted({model.task_names[j] for i, j in zip(*np.nonzero(~np.isfinite(affinity)))})
