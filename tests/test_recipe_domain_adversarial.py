@@ -208,9 +208,16 @@ def test_domain_probe_finds_a_domain_cue_and_misses_none():
     assert da.domain_probe(same[:200], shifted) > 0.8
 
 
-@pytest.mark.slow  # ~2 s: a quick run, its export and a SavedModel load
-def test_train_exports_the_main_task_equal_to_the_keras_model(tmp_path):
-    run = train_recipe("domain-adversarial", quick=True, export_dir=tmp_path, verbose=0, log=lambda line: None)
+@pytest.mark.slow  # ~3 s: a quick run, its report (the probe), its export and a SavedModel load
+def test_train_prints_the_probe_report_and_exports_the_main_task_equal_to_the_keras_model(tmp_path):
+    lines = []
+    run = train_recipe("domain-adversarial", quick=True, export_dir=tmp_path, verbose=0, log=lines.append)
+    # The printed report's row holds the trained model's scores on the test split, the fresh probe's included.
+    assert "\n" + run.recipe_report in lines
+    test = da.RECIPE.load(da.RECIPE.settings(quick=True), seed=0).parts[2]
+    expected = da.scores(run.model, test, "moon", seed=0)
+    printed = report_rows(run.recipe_report)["adversary (max strength 1)"]
+    assert printed == pytest.approx([expected[key] for key in da.COLUMNS], abs=5e-4)
     x = np.array([[0.0, 0.5], [1.0, -0.4], [2.0, 0.3]], "float32")
     expected = run.model.predict(x, verbose=0)["moon"]
     serving = tf.saved_model.load(str(run.export_path)).signatures["serving_default"]

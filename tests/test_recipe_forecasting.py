@@ -206,8 +206,19 @@ def test_rolling_report_refits_at_each_origin_beside_the_naive_forecasts():
         assert rows["last value"][-1] == 0.0 and all(np.isfinite(v).all() for v in rows.values())
 
 
-@pytest.mark.slow  # a quick fit and its export, loaded in a process without kmtl
-def test_export_serves_the_primary_targets_equal_to_the_keras_model(tiny, tmp_path):
+def table_rows(text, name):
+    """The rows of a report's table of target `name`: label -> its numbers (h=1..4, MAE, RMSE, vs last %)."""
+    lines = text.splitlines()
+    rows = {}
+    for line in lines[lines.index(f"{name}: mean absolute error per quarter ahead") + 2:]:
+        if not line.strip():
+            break
+        rows[line[:22].strip()] = [float(v.rstrip("%")) for v in line[22:].split()]
+    return rows
+
+
+@pytest.mark.slow  # a quick fit, the report kmtl train prints, the export loaded in a process without kmtl
+def test_train_report_and_export_serve_the_trained_models_forecasts(tiny, tmp_path):
     import keras
 
     import kmtl
@@ -216,6 +227,24 @@ def test_export_serves_the_primary_targets_equal_to_the_keras_model(tiny, tmp_pa
     keras.utils.set_random_seed(0)
     model = fc.RECIPE.compile(fc.RECIPE.build(settings, data), settings)
     model.fit(data.train, epochs=1, verbose=0, shuffle=False)
+
+    # The recipe's report (what `kmtl train` prints): the model's errors on the test origins beside the naive ones.
+    assert fc.RECIPE.report is fc.trained_report
+    text = fc.trained_report(model, data, settings)
+    history, targets = data.arrays["test"]
+    predicted = model.predict({"history": history.astype("float32")}, verbose=0)
+    for column, name in enumerate(("target_1", "target_2")):
+        rows = table_rows(text, name)
+        assert list(rows) == ["multi-task (split)", "last value", "seasonal naive", "training mean"]
+        truth = targets[:, :, column]
+        last = np.mean(np.abs(fc.last_value(history)[:, :, column] - truth))
+        for label, forecast in (("multi-task (split)", predicted[name]), ("last value", history[:, -1:, column]),
+                                ("training mean", data.arrays["train"][1][:, :, column].mean(axis=0))):
+            error = forecast - truth
+            mae = np.mean(np.abs(error))
+            expected = [*np.abs(error).mean(axis=0), mae, np.sqrt(np.mean(error ** 2))]
+            np.testing.assert_allclose(rows[label][:-1], expected, atol=6e-4)  # printed to 3 decimals
+            assert rows[label][-1] == pytest.approx((mae / last - 1) * 100, abs=0.051), label  # and 1 decimal
     path = kmtl.export.for_serving(model, tmp_path / "forecasting", warmup=False)
     history = np.random.default_rng(0).normal(size=(3, 4, 8)).astype("float32")
     np.save(tmp_path / "history.npy", history)

@@ -164,9 +164,21 @@ def test_report_sets_estimates_beside_mixedlm_and_they_agree():
     assert rmse[names[0]] < rmse[names[1]] < rmse[names[2]]
 
 
-@pytest.mark.slow  # ~7 s: a quick run, its export, its picture and a SavedModel load
-def test_train_exports_a_model_equal_to_the_keras_model(tmp_path):
-    run = train_recipe("mixed-effects", quick=True, export_dir=tmp_path, verbose=0, log=lambda line: None)
+@pytest.mark.slow  # ~7 s: a quick run, its report, its export, its picture and a SavedModel load
+def test_train_prints_the_mixedlm_report_and_exports_a_model_equal_to_the_keras_model(tmp_path):
+    pytest.importorskip("statsmodels")
+    lines = []
+    run = train_recipe("mixed-effects", quick=True, export_dir=tmp_path, verbose=0, log=lines.append)
+    # The printed report holds kmtl's estimates of the trained model and MixedLM's of the same training rows.
+    assert "\n" + run.recipe_report in lines
+    rows = report_columns(run.recipe_report)
+    train, _, test = me.RECIPE.load(me.RECIPE.settings(quick=True), seed=0).parts
+    for column, fit in enumerate((me.estimates(run.model), me.fit_mixedlm(train), me.fit_mixedlm(train, reml=True))):
+        printed = {key: rows[label][column] for key, label in me.ROWS.items()}
+        assert printed == pytest.approx(fit.values, abs=0.006), column  # printed to 2 decimals
+    predicted = run.model.predict(_data.features(test), verbose=0)["reaction"].reshape(-1)
+    kmtl_row = next(line for line in run.recipe_report.splitlines() if line.startswith("kmtl (fixed"))
+    assert float(kmtl_row.split()[-2]) == pytest.approx(np.sqrt(np.mean((predicted - test.reaction) ** 2)), abs=0.006)
     assert (run.export_path / "assets.extra" / "subject_lines.png").stat().st_size > 0
     inputs = {"subject": np.array([0, 7, 8, -1], "int32"), "days": np.array([[0.0], [3.0], [9.0], [5.0]], "float32")}
     expected = run.model.predict(inputs, verbose=0)

@@ -26,6 +26,7 @@ class RecipeRun:
     history: Any
     report: Any
     export_path: Path | None
+    recipe_report: str | None = None  # the recipe's own report (`Recipe.report`), as printed
 
 
 def recipe_settings(recipe: Recipe | str, quick: bool = False, **overrides) -> dict:
@@ -97,7 +98,7 @@ def train_recipe(
     log: Callable[[str], None] = print,
     **overrides,
 ) -> RecipeRun:
-    """Trains a recipe on its data, prints the per-task test metrics and exports it.
+    """Trains a recipe on its data, prints the per-task test metrics (and the recipe's own `report`) and exports it.
 
     Args:
         recipe: `kmtl.Recipe` or its name (see `kmtl recipes`).
@@ -112,7 +113,7 @@ def train_recipe(
         **overrides: settings such as `epochs`, `batch_size`, `weighting`, `learning_rate`, `source`, `model`.
 
     Returns:
-        `RecipeRun` with the model, its `History`, the test report and the export path.
+        `RecipeRun` with the model, its `History`, the test report, the export path and the recipe's report text.
 
     Raises:
         ValueError: for bad settings or export folder, before any data is loaded.
@@ -139,6 +140,10 @@ def train_recipe(
     report = evaluate(model, data.test, train_data=data.train)
     log(f"\nTest metrics per task ({recipe.name}, weighting={settings['weighting']}):")
     log(report.table())
+    recipe_report = None
+    if recipe.report is not None:
+        recipe_report = _recipe_report(recipe, model, data, settings, seed)
+        log("\n" + recipe_report)
     export_path = None
     if folder is not None:
         export_path = for_serving(model, folder)
@@ -148,7 +153,15 @@ def train_recipe(
     elif quick:
         log("\nQuick run: not exported (pass --export-dir to export it to <dir>/"
             f"{recipe.module_name}{QUICK_SUFFIX}/, away from the served models).")
-    return RecipeRun(model, history, report, export_path)
+    return RecipeRun(model, history, report, export_path, recipe_report)
+
+
+def _recipe_report(recipe, model, data, settings, seed) -> str:
+    """The recipe's own report of the trained model; without its optional extra, a one-line note saying so."""
+    try:
+        return recipe.report(model, data, settings, seed)
+    except ImportError as error:
+        return f"{recipe.name} report skipped ({' '.join(str(error).split())})."
 
 
 def _save_plots(recipe, model, dataset, directory, log) -> None:

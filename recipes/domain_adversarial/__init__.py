@@ -183,12 +183,24 @@ def train_both(settings: Mapping, seed: int = 0, log=None) -> tuple[dict, Domain
         data = RECIPE.load(settings, seed=seed)  # reloaded: both models see the same batches in the same order
         keras.utils.set_random_seed(seed)
         model = RECIPE.compile(RECIPE.build(settings, data, adversary=adversary), settings)
-        label = f"adversary (max strength {settings['max_strength']:g})" if adversary else "no adversary"
+        label = model_label({**settings, "adversary": adversary})
         if log is not None:
             log(f"Training: {label}")
         model.fit(data.train, epochs=settings["epochs"], verbose=0, shuffle=False)
         models[label] = model
     return models, data
+
+
+def model_label(settings: Mapping) -> str:
+    """The report's row label of the model trained with `settings`."""
+    return f"adversary (max strength {settings['max_strength']:g})" if settings["adversary"] else "no adversary"
+
+
+def trained_report(model, data: DomainData, settings: Mapping, seed: int = 0) -> str:
+    """`report_of` one model trained with `settings` on `data`: what `kmtl train domain-adversarial` prints after its
+    table (the recipe's `report`). `kmtl compare` trains the model without the adversary beside it (`baselines`)."""
+    text = report_of({model_label(settings): model}, data, settings, seed)
+    return text + "\nWith and without the adversary on the same data: kmtl compare domain-adversarial."
 
 
 def baselines(settings: Mapping, seed: int = 0) -> str:
@@ -227,6 +239,7 @@ RECIPE = Recipe(
     search_space=SEARCH_SPACE,
     sources="synthetic (default), fashion-mnist",
     baselines=baselines,
+    report=trained_report,
 )
 
 __all__ = [
@@ -256,6 +269,7 @@ __all__ = [
     "load_fashion_domains",
     "main_task",
     "make_tasks",
+    "model_label",
     "report",
     "report_of",
     "rotate",
@@ -263,4 +277,5 @@ __all__ = [
     "shared_features",
     "shift_images",
     "train_both",
+    "trained_report",
 ]

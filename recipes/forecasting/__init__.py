@@ -54,7 +54,7 @@ from kmtl.recipes.forecasting._data import (
     split_origins,
     windows,
 )
-from kmtl.recipes.forecasting._report import last_value, seasonal_naive
+from kmtl.recipes.forecasting._report import last_value, naive_forecasts, seasonal_naive, trained_report
 from kmtl.recipes.forecasting import _rolling
 from kmtl.recipes.forecasting._rolling import REFITS, RollingForecasts
 
@@ -192,6 +192,7 @@ RECIPE = Recipe(
     search_space=SEARCH_SPACE,
     sources="synthetic (default), macrodata",
     baselines=baselines,
+    report=trained_report,
 )
 
 __all__ = [
@@ -217,10 +218,12 @@ __all__ = [
     "load_data",
     "load_macrodata",
     "make_tasks",
+    "naive_forecasts",
     "report",
     "rolling_forecasts",
     "seasonal_naive",
     "source_tasks",
     "split_origins",
+    "trained_report",
     "windows",
 ]

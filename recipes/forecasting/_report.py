@@ -45,6 +45,49 @@ def training_mean(train_targets: np.ndarray, count: int) -> np.ndarray:
     return np.broadcast_to(train_targets.mean(axis=0), (count,) + train_targets.shape[1:])
 
 
+def naive_forecasts(data) -> dict:
+    """The naive forecasts of `data`'s test origins (a `ForecastData`): label -> `(N, HORIZON, series)`."""
+    history, targets = data.arrays["test"]
+    return {
+        "last value": last_value(history),
+        "seasonal naive": seasonal_naive(history),
+        "training mean": training_mean(data.arrays["train"][1], len(targets)),
+    }
+
+
+def predict(model, data) -> np.ndarray:
+    """A trained model's forecasts of `data`'s test origins, `(N, HORIZON, tasks)` in `data.tasks` order."""
+    history = data.arrays["test"][0].astype("float32")
+    predicted = model({"history": history}, training=False)  # one eager call: no predict function to trace
+    return np.stack([np.asarray(predicted[t.name], "float64").reshape(-1, HORIZON) for t in data.tasks], axis=-1)
+
+
+def trained_report(model, data, settings, seed: int = 0) -> str:
+    """What `kmtl train forecasting` prints after its table: the trained model's errors on the test origins beside
+    the naive forecasts of the same origins (`errors_table`), one fit, no refitting.
+
+    Args:
+        model: the recipe's model trained on `data` (every series a task, in `data.tasks` order).
+        data: its `ForecastData`.
+        settings: the run's settings (`source`); seed: unused (the report is deterministic given the model).
+    """
+    targets = data.arrays["test"][1]
+    names = [t.name for t in data.tasks]
+    primary = tuple(t.name for t in data.tasks if not t.auxiliary)
+    forecasts = {"multi-task (split)": predict(model, data), **naive_forecasts(data)}
+    dates = data.series.dates
+    lines = [
+        f"Forecasts of the {len(targets)} test origins ({settings['source']} data, {dates[data.origins['test'][0]]} .. "
+        f"{dates[data.origins['test'][-1]]}, 1-{HORIZON} quarters ahead) by the model trained on "
+        f"{len(data.arrays['train'][0])} earlier origins, beside the naive forecasts:",
+    ]
+    lines += errors_table(targets, forecasts, names, primary)
+    lines += ["", "vs last: MAE relative to the last value's (negative is better); seasonal naive: the value four "
+              "quarters before. `kmtl compare forecasting` refits every model at rolling origins and adds each "
+              "target's single-task model."]
+    return "\n".join(lines)
+
+
 def errors_table(targets: np.ndarray, forecasts: dict, names, primary) -> list[str]:
     """Lines of the report's table: per primary series, each forecast's MAE at h = 1..HORIZON, mean MAE and RMSE,
     and its MAE relative to the last value's.

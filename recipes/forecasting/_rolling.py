@@ -9,7 +9,7 @@ from typing import Mapping
 import numpy as np
 
 from kmtl.recipes.forecasting._data import HORIZON
-from kmtl.recipes.forecasting._report import errors_table, last_value, seasonal_naive, training_mean
+from kmtl.recipes.forecasting._report import errors_table, naive_forecasts, predict
 
 # Origins at which the report refits every model (consecutive blocks of the evaluation period).
 REFITS = 4
@@ -49,16 +49,13 @@ def rolling_forecasts(recipe, settings: Mapping, seed: int = 0, refits: int = RE
     for k in range(refits):
         fold_settings = {**settings, "fold": (k, refits)}
         data = recipe.load(fold_settings, seed=seed)
-        history, targets = data.arrays["test"]
+        targets = data.arrays["test"][1]
         names = [t.name for t in data.tasks]
         primary = tuple(t.name for t in data.tasks if not t.auxiliary)
-        nan = np.full(targets.shape, np.nan)
         forecasts = {
             "multi-task (split)": _fit_predict(recipe, fold_settings, data, seed, keras),
-            "single-task": nan.copy(),
-            "last value": last_value(history),
-            "seasonal naive": seasonal_naive(history),
-            "training mean": training_mean(data.arrays["train"][1], len(targets)),
+            "single-task": np.full(targets.shape, np.nan),
+            **naive_forecasts(data),
         }
         for name in primary:
             alone = recipe.load(fold_settings, seed=seed, tasks=[name])
@@ -77,9 +74,7 @@ def _fit_predict(recipe, settings, data, seed, keras) -> np.ndarray:
     keras.utils.set_random_seed(seed)
     model = recipe.compile(recipe.build(settings, data), settings)
     model.fit(data.train, epochs=settings["epochs"], verbose=0, shuffle=False)
-    history = data.arrays["test"][0].astype("float32")
-    predicted = model({"history": history}, training=False)  # one eager call: no predict function to trace
-    return np.stack([np.asarray(predicted[t.name], "float64").reshape(-1, HORIZON) for t in data.tasks], axis=-1)
+    return predict(model, data)
 
 
 def report(recipe, settings: Mapping, seed: int = 0, refits: int = REFITS) -> str:

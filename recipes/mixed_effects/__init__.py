@@ -169,7 +169,17 @@ def baselines(settings: Mapping, seed: int = 0) -> str:
     keras.utils.set_random_seed(seed)
     model = RECIPE.compile(RECIPE.build(settings, data), settings)
     model.fit(data.train, epochs=settings["epochs"], verbose=0, shuffle=False)
-    return report(model, data, weighting=settings["weighting"])
+    return trained_report(model, data, settings, seed)
+
+
+def trained_report(model, data, settings: Mapping, seed: int = 0) -> str:
+    """`report` of a model trained with `settings` on `data`: what `kmtl train mixed-effects` prints after its table
+    (the recipe's `report`) and `kmtl compare` after its comparison (`baselines`). `seed` is unused.
+
+    Raises:
+        ImportError: when statsmodels is not installed.
+    """
+    return report(model, data, weighting=settings["weighting"], source=settings["source"])
 
 
 RECIPE = Recipe(
@@ -188,6 +198,7 @@ RECIPE = Recipe(
     sources="synthetic (default), sleepstudy",
     baselines=baselines,
     plots=save_subject_lines,
+    report=trained_report,
 )
 
 __all__ = [
@@ -212,4 +223,5 @@ __all__ = [
     "make_tasks",
     "report",
     "save_subject_lines",
+    "trained_report",
 ]
