@@ -82,8 +82,10 @@ class GroupedLSTM(keras.layers.Layer):
     trace on CPU, this takes seconds. Each group's input projection is computed for all steps at once; the loop
     only applies the per-group recurrent kernels (one batched matrix product). Where the mask is 0 (padding) a
     group's state is carried over unchanged and its output repeats the previous one, as Keras's LSTM does, so
-    padded steps never influence real steps. For input dropout, drop whole channels before the layer (e.g.
-    `keras.layers.SpatialDropout1D`, the same per-sequence mask Keras's LSTM `dropout` draws).
+    padded steps never influence real steps. The loop compiles under XLA (`jit_compile=True`), also when the
+    time axis is unknown at tracing (XLA then compiles once per length). For input dropout, drop whole channels
+    before the layer (e.g. `keras.layers.SpatialDropout1D`, the same per-sequence mask Keras's LSTM `dropout`
+    draws).
 
     Args:
         units: int. Units of each group's LSTM.
@@ -159,28 +161,20 @@ class GroupedLSTM(keras.layers.Layer):
 
     def call(self, inputs, mask=None):
         projected = ops.stack([ops.matmul(x, k) for x, k in zip(inputs, self.kernels)], axis=2) + self.bias
+        # Keras's RNN loop, not `ops.scan`: its TensorFlow loop declares its number of steps, which XLA needs to
+        # differentiate it when the time axis is unknown at tracing (Keras's `scan` leaves it open). The layer is
+        # made per call and owns no weights, so the saved layer is unchanged.
+        loop = keras.layers.RNN(
+            _GroupedLSTMStep(self.recurrent_kernel, self.units, self.compute_dtype),
+            return_sequences=True,
+            go_backwards=self.go_backwards,
+            dtype=self.dtype_policy,
+        )
+        mask = _step_mask(mask)
+        outputs = loop(projected, mask=mask)
+        if self.go_backwards:  # Keras's RNN returns a backward run's outputs last step first
+            outputs = ops.flip(outputs, axis=1)
         batch, steps = ops.shape(projected)[0], ops.shape(projected)[1]
-        real = _step_mask(mask, batch, steps)
-        # The carry is h and c side by side: Keras's `scan` returns outputs of the carry's structure.
-        state = ops.zeros((batch, len(self.kernels), 2 * self.units), dtype=projected.dtype)
-        gates = 4 * self.units
-
-        def step(carry, slices):
-            h, c = carry[..., : self.units], carry[..., self.units :]
-            z = slices[..., :gates] + ops.einsum("bgu,guv->bgv", h, self.recurrent_kernel)
-            i, f, g, o = ops.split(z, 4, axis=-1)
-            c_new = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(g)
-            h_new = ops.sigmoid(o) * ops.tanh(c_new)
-            keep = slices[..., gates:] > 0.5
-            carry = ops.where(keep, ops.concatenate([h_new, c_new], axis=-1), carry)
-            return carry, carry
-
-        # One scanned tensor, time-major: the projections with the step mask as a last channel (Keras 3.15's
-        # TensorFlow `scan` fails on several scanned tensors whose length is unknown).
-        real = ops.broadcast_to(ops.cast(real, projected.dtype)[:, :, None, None], ops.shape(projected)[:3] + (1,))
-        scanned = ops.transpose(ops.concatenate([projected, real], axis=-1), (1, 0, 2, 3))
-        _, outputs = ops.scan(step, state, scanned, reverse=self.go_backwards)
-        outputs = ops.transpose(outputs[..., : self.units], (1, 0, 2, 3))
         return ops.reshape(outputs, (batch, steps, len(self.kernels) * self.units))
 
     def compute_output_shape(self, input_shape):
@@ -202,12 +196,38 @@ class GroupedLSTM(keras.layers.Layer):
         }
 
 
-def _step_mask(mask, batch, steps):
-    """A boolean `(batch, steps)` mask from a Keras mask (a tensor or a list of per-group masks) or None."""
+class _GroupedLSTMStep:
+    """One step of every group's LSTM, as the cell of a `keras.layers.RNN`: the input projections of the step come
+    in `(batch, groups, 4 * units)`; the states are h and c, `(batch, groups, units)` each. A plain object, so that
+    the RNN tracks no weights of its own: the recurrent kernel stays the `GroupedLSTM`'s."""
+
+    def __init__(self, recurrent_kernel, units, compute_dtype):
+        self.recurrent_kernel = recurrent_kernel
+        self.units = units
+        self.compute_dtype = compute_dtype
+        self.state_size = [recurrent_kernel.shape[0] * units] * 2
+
+    def get_initial_state(self, batch_size):
+        zeros = ops.zeros((batch_size, self.recurrent_kernel.shape[0], self.units), dtype=self.compute_dtype)
+        return [zeros, zeros]
+
+    def call(self, inputs, states):
+        h, c = states
+        z = inputs + ops.einsum("bgu,guv->bgv", h, self.recurrent_kernel)
+        i, f, g, o = ops.split(z, 4, axis=-1)
+        c = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(g)
+        h = ops.sigmoid(o) * ops.tanh(c)
+        return h, [h, c]
+
+    __call__ = call
+
+
+def _step_mask(mask):
+    """A boolean `(batch, steps)` mask from a Keras mask (a tensor or a list of per-group masks), or None."""
     if isinstance(mask, (list, tuple)):
         mask = next((m for m in mask if m is not None), None)
     if mask is None:
-        return ops.ones((batch, steps), dtype="bool")
+        return None
     return ops.greater(ops.cast(mask, "float32"), 0.5)
 
 
