@@ -81,13 +81,15 @@ class Recipe:
         description: str. One line for `kmtl recipes`.
         tasks: list of `kmtl.Task`. The tasks of the default data source.
         build_model: callable `(**model settings, tasks=None, **derived settings) -> MultiTaskModel`, uncompiled.
-        compile_model: callable `(model, weighting, learning_rate) -> model`.
+        compile_model: callable `(model, weighting, learning_rate, **compile settings) -> model`.
         load_data: callable `(batch_size, seed, tasks=None, **data settings) -> RecipeData`.
         defaults: dict of settings: `epochs`, `batch_size`, `weighting`, `learning_rate` and the data and model
             settings the recipe runs with. The functions' own argument defaults are these values.
         quick: dict. Overrides of `defaults` for a smoke run (tiny data and model, one epoch).
         data_settings: tuple of str. The settings passed to `load_data`.
         model_settings: tuple of str. The `build_model` arguments settings and searches may set.
+        compile_settings: tuple of str. Further `compile_model` arguments settings may set (e.g. an optimizer
+            choice), beside `weighting` and `learning_rate`.
         derived_settings: tuple of str. The `build_model` arguments `load_data` derives from the data, found in
             `RecipeData.model_settings`.
         search_space: dict or None. What `kmtl tune` searches (see `kmtl.tuning.space`); its names are model
@@ -118,6 +120,7 @@ class Recipe:
     quick: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     data_settings: tuple = ()
     model_settings: tuple = ()
+    compile_settings: tuple = ()
     derived_settings: tuple = ()
     search_space: Mapping[str, Any] | None = None
     models: tuple = ()
@@ -133,7 +136,7 @@ class Recipe:
                 f"Invalid value for `defaults` of recipe {self.name!r}. Expected the settings {list(REQUIRED_DEFAULTS)}."
                 f" Received: defaults without {missing}"
             )
-        known = set(self.defaults) | set(self.data_settings) | set(self.model_settings)
+        known = set(self.defaults) | set(self.data_settings) | set(self.model_settings) | set(self.compile_settings)
         unknown = sorted(set(self.quick) - known)
         if unknown:
             raise ValueError(
@@ -165,7 +168,7 @@ class Recipe:
         Raises:
             ValueError: for an override no part of the recipe takes, or `model` for a recipe with one model.
         """
-        known = set(self.defaults) | set(self.data_settings) | set(self.model_settings)
+        known = set(self.defaults) | set(self.data_settings) | set(self.model_settings) | set(self.compile_settings)
         given = {k: v for k, v in overrides.items() if v is not None}
         if "model" in given and not self.models:
             raise ValueError(f"The {self.name} recipe has one model. Received: model={given['model']!r}")
@@ -212,8 +215,10 @@ class Recipe:
         return self.build_model(**kwargs)
 
     def compile(self, model, settings: Mapping[str, Any], **arguments):
-        """Calls `compile_model` with the settings' `weighting` and `learning_rate`, then `arguments`; returns it."""
+        """Calls `compile_model` with the settings' `weighting`, `learning_rate` and compile settings, then
+        `arguments`; returns it."""
         kwargs = {k: settings[k] for k in COMPILE_SETTINGS}
+        kwargs.update({k: settings[k] for k in self.compile_settings if k in settings})
         kwargs.update(arguments)
         compiled = self.compile_model(model, **kwargs)
         return model if compiled is None else compiled
