@@ -243,15 +243,23 @@ def test_hypermodel_fit_puts_the_score_in_history_before_other_callbacks(data):
     model = hypermodel.build(hp)
     seen = []
     reader = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(logs.get("val_mtl_score")))
-    history = hypermodel.fit(hp, model, x, y, validation_data=(x, y), epochs=2, batch_size=16, verbose=0,
-                             callbacks=[reader])
+    assert hypermodel.objective.references is None
+    history = hypermodel.fit(hp, model, x[:32], {k: v[:32] for k, v in y.items()},
+                             validation_data=(x[32:], {k: v[32:] for k, v in y.items()}), epochs=2, batch_size=16,
+                             verbose=0, callbacks=[reader])
     logs = history.history
+    # The first fit fitted the trivial predictors on the training split, scored on the validation split.
+    refs = hypermodel.objective.references
+    prior, median = y["a"][:32].mean(), np.median(y["b"][:32])
+    assert refs["a"] == pytest.approx(np.mean(y["a"][32:] == (prior > 0.5)), abs=1e-6)
+    assert refs["b"] == pytest.approx(np.mean(np.abs(y["b"][32:] - median)), rel=1e-5)
     for epoch in range(2):
-        expected = (logs["val_a_accuracy"][epoch] + 1 / (1 + logs["val_b_mae"][epoch])) / 2
-        assert logs["val_mtl_score"][epoch] == pytest.approx(expected, abs=1e-12)
+        # Each task's skill over its trivial predictor, averaged: (m - r) / (1 - r) and 1 - m / r.
+        skills = [(logs[f"{p}a_accuracy"][epoch] - refs["a"]) / (1 - refs["a"]) for p in ("val_", "")], [
+            1 - logs[f"{p}b_mae"][epoch] / refs["b"] for p in ("val_", "")]
+        assert logs["val_mtl_score"][epoch] == pytest.approx((skills[0][0] + skills[1][0]) / 2, abs=1e-12)
         assert seen[epoch] == logs["val_mtl_score"][epoch]  # a user callback already sees it
-        train_expected = (logs["a_accuracy"][epoch] + 1 / (1 + logs["b_mae"][epoch])) / 2
-        assert logs["mtl_score"][epoch] == pytest.approx(train_expected, abs=1e-12)
+        assert logs["mtl_score"][epoch] == pytest.approx((skills[0][1] + skills[1][1]) / 2, abs=1e-12)
 
 
 # keras-tuner reloads only the weights into a fresh model, whose optimizer has no variables yet: Keras says so.
@@ -438,7 +446,10 @@ def test_cli_tune_quick_prints_best_and_never_clobbers(tiny_facial_recipe, tmp_p
     out = capsys.readouterr().out
     assert "Best val_mtl_score:" in out
     score = float(out.split("Best val_mtl_score:")[1].split()[0])
-    assert 0.0 < score < 1.0 and not math.isnan(score)
+    assert score < 1.0 and math.isfinite(score)  # mean skill over the trivial predictors: below 0 when worse
+    skills = [float(line.split("skill")[-1]) for line in out.splitlines() if "(trivial " in line]
+    assert len(skills) == len([t for t in tiny_facial_recipe.tasks if not t.auxiliary])
+    assert score == pytest.approx(sum(skills) / len(skills), abs=1e-3)  # printed with 3 decimals
     for name in ("filters", "learning_rate", "weighting"):
         assert name in out
     assert "(4, 8)" in out  # tuples print as the search space wrote them
@@ -462,7 +473,8 @@ def test_cli_tune_with_the_recipes_own_quick_settings(tmp_path, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     score = float(out.split("Best val_mtl_score:")[1].split()[0])
-    assert 0.0 < score < 1.0
+    assert score < 1.0 and math.isfinite(score)
+    assert out.count("(trivial ") == 8  # every task's metric beside its trivial predictor's, and its skill
     assert "(16, 32, 48)" in out or "(32, 64, 96)" in out  # the recipe's SEARCH_SPACE["filters"], as tuples
 
 

@@ -112,4 +112,20 @@ def tune_recipe(
     log(f"\nBest {hypermodel.objective.name}: {best[0].score:.4f} (trial {best[0].trial_id}, {project_dir})")
     for name, value in values.items():
         log(f"  {name:24s} {value}")
+    for line in skill_lines(hypermodel.objective, best[0]):
+        log(line)
     return TuneRun(tuner, hypermodel, values, float(best[0].score), project_dir)
+
+
+def skill_lines(objective, trial) -> list[str]:
+    """What the best trial's score is made of: each task's metric beside its trivial predictor's, and its skill."""
+    if objective.references is None:
+        return []
+    lines = [f"{objective.name} is the mean over tasks of each task's skill over its trivial predictor (fitted on "
+             "the training split): (m - trivial) / (perfect - trivial), 0 at trivial, 1 when perfect."]
+    for task, key in objective.log_keys().items():
+        value = trial.metrics.get_last_value(key) if trial.metrics.exists(key) else float("nan")
+        reference = objective.references[task]
+        lines.append(f"  {task:24s} {objective.metrics[task]} {value:.4f} (trivial {reference:.4f}) "
+                     f"skill {objective.normalised(task, value):+.3f}")
+    return lines

@@ -9,12 +9,14 @@ improvement must lie above zero.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from kmtl.evaluation.arrays import collect_examples
 from kmtl.evaluation.scores import TaskScorer
 from kmtl.evaluation.scoring import relative_improvement
 from kmtl.evaluation.statistics import mean_interval
@@ -45,6 +47,98 @@ class ReferenceScore:
 
     def get(self, metric: str) -> float:
         return float(self.scores.get(metric, float("nan")))
+
+
+@dataclass
+class Examples:
+    """A training split read into arrays for the reference predictors, its repetition undone.
+
+    Attributes:
+        inputs: dict `{input: array}` (or one array), examples first.
+        labels: dict `{task: array}`, examples first.
+        rows_read: int. Rows read from the data (at most `MAX_FIT_EXAMPLES`).
+        passes: float. How many times the data repeated its distinct examples in those rows: 1 unless it is whole
+            passes over one set of examples (a small training split repeated within an epoch, e.g. the
+            mixed-effects and forecasting recipes' `passes_per_epoch`); then only the first pass is kept.
+    """
+
+    inputs: Any
+    labels: dict
+    rows_read: int
+    passes: float = 1.0
+
+    @property
+    def repeated(self) -> bool:
+        return self.passes > 1
+
+    def rows_note(self) -> str:
+        """What the rows are: empty for plain data, else how the repetition was undone."""
+        if not self.repeated:
+            return ""
+        return (f" (distinct rows: the training data repeats its {len(self)} examples, "
+                f"{self.rows_read} rows read)")
+
+    def __len__(self) -> int:
+        return len(next(iter(self.labels.values()))) if self.labels else 0
+
+
+def training_examples(data: Any, tasks: Sequence) -> Examples:
+    """Reads at most `MAX_FIT_EXAMPLES` training examples (`collect_examples`) and keeps each distinct one once
+    when the data repeats them (`distinct_examples`); `Examples` are returned as they are."""
+    if isinstance(data, Examples):
+        return data
+    inputs, labels = collect_examples(data, tasks, limit=MAX_FIT_EXAMPLES)
+    return distinct_examples(inputs, labels)
+
+
+def distinct_examples(inputs, labels: Mapping[str, np.ndarray]) -> Examples:
+    """The first pass of examples that repeat as whole passes over one set; the examples as they are otherwise.
+
+    The rows are read as repetition when the first repeated example comes back after `d` distinct ones, at least
+    two passes were read, and every later block of `d` rows holds distinct examples of that first block (the
+    order may change: a split shuffled again each pass). A dataset that merely holds some equal examples does not
+    look like that, so it keeps them all: they are data, not repetition.
+
+    Example:
+
+    >>> x = np.array([[0.0], [1.0], [2.0]] * 3)
+    >>> examples = distinct_examples(x, {"a": np.array([0, 1, 1] * 3)})
+    >>> len(examples), examples.rows_read, examples.passes
+    (3, 9, 3.0)
+    >>> len(distinct_examples(x[:4], {"a": np.array([0, 1, 1, 0])}))  # one equal example: kept
+    4
+    """
+    rows = len(next(iter(labels.values()))) if labels else 0
+    keys = _example_keys(inputs, labels, rows)
+    seen, period = set(), 0
+    for key in keys:
+        if key in seen:
+            break
+        seen.add(key)
+        period += 1
+    plain = Examples(inputs, dict(labels), rows)
+    if period == rows or rows < 2 * period:
+        return plain
+    for start in range(period, rows, period):
+        block = keys[start : start + period]
+        if len(set(block)) != len(block) or not seen.issuperset(block):
+            return plain
+    first = slice(0, period)
+    kept = {k: v[first] for k, v in inputs.items()} if isinstance(inputs, Mapping) else inputs[first]
+    return Examples(kept, {k: v[first] for k, v in labels.items()}, rows, rows / period)
+
+
+def _example_keys(inputs, labels, rows) -> list[bytes]:
+    arrays = list(inputs.values()) if isinstance(inputs, Mapping) else [inputs]
+    arrays += list(labels.values())
+    digests = [hashlib.blake2b(digest_size=16) for _ in range(rows)]
+    for array in arrays:
+        array = np.asarray(array)
+        readable = array.dtype.kind in "biufcSUV"
+        for i in range(rows):
+            row = array[i]
+            digests[i].update(np.ascontiguousarray(row).tobytes() if readable else repr(row.tolist()).encode())
+    return [d.digest() for d in digests]
 
 
 def score_predictions(task, labels, predictions) -> dict:

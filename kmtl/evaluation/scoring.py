@@ -1,11 +1,15 @@
-"""One home for scoring: which way each metric is better, and the one multi-task score (`val_mtl_score`).
+"""One home for scoring: which way each metric is better, a task's skill, and the one multi-task score.
 
 Evaluation (`primary_metric`, Δm), model selection (`MultiTaskCheckpoint`) and tuning (`MultiTaskObjective`) all read
-the direction of a metric from `metric_direction` and combine tasks with `multitask_score`, so the number logged as
-`val_mtl_score` means the same wherever it is logged.
+the direction of a metric from `metric_direction` and combine tasks with `multitask_score`. What each task counts
+as depends on what the caller knows: the tuner knows each task's trivial predictor (fitted on the training split)
+and scores skill over it (`references`), which is free of the tasks' units; with single-task `baselines` the score
+is 1 + Δm; with neither, an error `m` counts as `1 / (1 + m / scale)`, which depends on the units.
 
 Reference:
     Maninis, Radosavovic & Kokkinos (2019). Attentive Single-Tasking of Multiple Tasks. CVPR (the Δm measure).
+    Murphy (1988). Skill Scores Based on the Mean Square Error and Their Relationships to the Correlation
+    Coefficient. Monthly Weather Review 116 (skill over a reference forecast).
 """
 
 from __future__ import annotations
@@ -88,6 +92,31 @@ def relative_improvement(mtl: float, single: float, lower_is_better: bool) -> fl
     return float(-change if lower_is_better else change)
 
 
+def skill(value: float, reference: float, direction: str) -> float:
+    """A metric's skill over a reference predictor: `(m - r) / (p - r)`, with `p` the perfect value.
+
+    `p` is 1 for a metric to maximise (accuracy, AUC, F1, Dice, kappa: all at most 1) and 0 for one to minimise
+    (errors), so the skill is 0 at the reference, 1 when perfect and negative when worse than the reference; for
+    an error it is `1 - m / r`, for AUROC against a prior's 0.5 it is `2 AUROC - 1`. It does not change when a
+    regression task's labels are rescaled (years or months), since the error and its reference scale together.
+    NaN when a value is not finite; 0 where the reference is already perfect (nothing is left to gain).
+
+    Example:
+
+    >>> skill(2.0, 8.0, "min"), skill(0.75, 0.5, "max"), skill(0.5, 0.5, "max")
+    (0.75, 0.5, 0.0)
+
+    Reference:
+        Murphy (1988). Skill Scores Based on the Mean Square Error and Their Relationships to the Correlation
+        Coefficient. Monthly Weather Review 116.
+    """
+    value, reference = float(value), float(reference)
+    if not (math.isfinite(value) and math.isfinite(reference)):
+        return float("nan")
+    gap = (1.0 if direction == "max" else 0.0) - reference
+    return 0.0 if gap == 0 else (value - reference) / gap
+
+
 def normalised_metric(value: float, direction: str, *, baseline: float | None = None, scale: float = 1.0) -> float:
     """A task's metric on a common scale where larger is better, `n_t` of `multitask_score`.
 
@@ -114,10 +143,15 @@ def multitask_score(
     weights: Mapping[str, float] | None = None,
     baselines: Mapping[str, float | None] | None = None,
     scales: Mapping[str, float] | None = None,
+    references: Mapping[str, float] | None = None,
 ) -> float:
     """The multi-task score `Σ_t w_t n_t / Σ_t w_t` logged as `val_mtl_score`; larger is better.
 
-    `n_t = normalised_metric(values[t], directions[t], baseline=baselines[t], scale=scales[t])`. With a baseline
+    With `references` (each task's trivial predictor's value of the metric, e.g. from
+    `kmtl.evaluation.trivial.trivial_metric_values`), `n_t = skill(values[t], references[t], directions[t])`: the
+    score is the weighted mean skill, 0 when every task is at its trivial predictor, 1 when all are perfect, and
+    free of the tasks' units. This is what `kmtl tune` ranks by. Otherwise
+    `n_t = normalised_metric(values[t], directions[t], baseline=baselines[t], scale=scales[t])`; with a baseline
     for every task and equal weights the score minus 1 is Δm (Maninis et al. 2019). A NaN metric gives NaN.
 
     Args:
@@ -126,6 +160,7 @@ def multitask_score(
         weights: dict `{task: weight >= 0}`; 1 for a task not named.
         baselines: dict `{task: reference value}` (e.g. single-task results); None for a task without.
         scales: dict `{task: error scale > 0}` of minimised metrics without baseline; 1 for a task not named.
+        references: dict `{task: the trivial predictor's value}` naming every task of `values`, or None.
 
     Example:
 
@@ -136,6 +171,13 @@ def multitask_score(
     total = sum(weights.get(t, 1.0) for t in values)
     if not total > 0:
         raise ValueError(f"Invalid value for `weights`. Expected a positive total. Received: weights={weights}")
+    if references is not None:
+        absent = [t for t in values if t not in references]
+        if absent:
+            raise ValueError(f"`references` lacks task(s) {absent}; expected a value for every scored task "
+                             f"{list(values)}. Received: references={dict(references)}")
+        return float(sum(weights.get(t, 1.0) * skill(v, references[t], directions[t]) for t, v in values.items())
+                     / total)
     score = sum(
         weights.get(t, 1.0) * normalised_metric(v, directions[t], baseline=baselines.get(t), scale=scales.get(t, 1.0))
         for t, v in values.items()

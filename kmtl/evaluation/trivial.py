@@ -8,7 +8,11 @@
   constant above before the first one); of the two, the one with the better primary metric on the training split is
   kept.
 
-Missing labels (the task's `missing` marker) are left out when fitting and scoring.
+Missing labels (the task's `missing` marker) are left out when fitting and scoring. A training split that repeats
+its examples within an epoch is fitted on its distinct examples (`kmtl.evaluation.references.distinct_examples`).
+
+`trivial_metric_values` scores the same predictors with the Keras metrics a model logs, which is what the tuner's
+skill (`kmtl.evaluation.scoring.skill`) is measured against.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 
 from kmtl.evaluation.arrays import collect_examples
 from kmtl.evaluation.deltas import resolve_primary_metrics
-from kmtl.evaluation.references import MAX_FIT_EXAMPLES, ReferenceScore, better, score_predictions
+from kmtl.evaluation.references import ReferenceScore, better, score_predictions, training_examples
 from kmtl.evaluation.scores import present_entries
 from kmtl.tasks import Task, validate_task_list
 
@@ -55,11 +59,86 @@ def trivial_scores(
     """
     tasks = validate_task_list(tasks)
     metrics = resolve_primary_metrics(tasks, primary_metrics)
-    _, train_labels = collect_examples(train, tasks, limit=MAX_FIT_EXAMPLES)
+    train_labels = training_examples(train, tasks).labels
     _, test_labels = collect_examples(test, tasks)
     return {
         t.name: fit_trivial(t, train_labels[t.name], metrics[t.name]).score(t, test_labels[t.name]) for t in tasks
     }
+
+
+# Keras metric names (after `<task>_`) whose trivial predictor is chosen as for these `kmtl.evaluate` names.
+_LOGGED_AS_REPORTED = {"mae": "mae", "mse": "rmse", "rmse": "rmse", "nme": "nme"}
+
+
+def trivial_metric_values(
+    tasks: Sequence[Task], metrics: Mapping[str, str], train: Any, validation: Any
+) -> dict[str, float]:
+    """Each task's trivial predictor, fitted on `train`, scored on `validation` by the Keras metric a model logs.
+
+    The metric is a fresh copy of the task's own (`Task.metrics`, by the name it is logged under after `<task>_`),
+    updated as `MultiTaskModel` updates it (missing labels left out), so the value is exactly what the model would
+    log as `val_<task>_<metric>` if it predicted like the trivial predictor.
+
+    Args:
+        tasks: list of `kmtl.Task`.
+        metrics: dict `{task: metric name}` as logged after `<task>_` (`"accuracy"`, `"auc"`, `"mae"`, `"nme"`).
+        train: training data (a `tf.data.Dataset` of `(inputs, {task: labels})` batches, or `(x, y_dict)`).
+        validation: validation data in the same forms.
+
+    Returns:
+        dict `{task: value}`.
+
+    Raises:
+        ValueError: naming the task when its metric is neither among `Task.metrics` nor a name the task's kind
+            knows.
+
+    Example:
+
+    >>> y = {"a": np.array([0, 1, 1, 1]), "b": np.array([[1.0], [2.0], [3.0], [10.0]])}
+    >>> values = trivial_metric_values([Task("a", "binary"), Task("b", "regression")], {"a": "accuracy", "b": "mae"},
+    ...                                (np.zeros((4, 1)), y), (np.zeros((4, 1)), y))
+    >>> {k: round(v, 4) for k, v in values.items()}  # all ones: 3 of 4 right; the median 2.5 is 2.5 off on average
+    {'a': 0.75, 'b': 2.5}
+    """
+    from kmtl.metrics import resolve_metrics
+    from kmtl.model.task_state import update_metric
+
+    by_name = {t.name: t for t in validate_task_list(tasks)}
+    unknown = [name for name in metrics if name not in by_name]
+    if unknown:
+        raise ValueError(f"`metrics` names unknown task(s) {unknown}. Valid task names: {list(by_name)}.")
+    chosen = [by_name[name] for name in metrics]
+    train_labels = training_examples(train, chosen).labels
+    _, val_labels = collect_examples(validation, chosen)
+    out = {}
+    for task in chosen:
+        metric = _logged_metric(task, metrics[task.name], resolve_metrics)
+        logged = metrics[task.name]
+        primary = resolve_primary_metrics([task])[task.name]
+        if task.kind == "regression" and logged in _LOGGED_AS_REPORTED:
+            primary = (_LOGGED_AS_REPORTED[logged], True)
+        predictor = fit_trivial(task, train_labels[task.name], primary)
+        labels = val_labels[task.name]
+        lead = labels.shape[: 1 + (1 if task.per_step else 2 if task.per_pixel else 0)]
+        predictions = predictor.predict(task, labels).reshape(lead + (task.output_units,)).astype("float32")
+        update_metric(task, metric, labels, predictions, None)
+        out[task.name] = float(metric.result())
+    return out
+
+
+def _logged_metric(task, name, resolve_metrics):
+    """A fresh copy of the task's metric logged as `<task>_<name>`."""
+    for spec in task.metrics:
+        if (spec if isinstance(spec, str) else spec.name) == name:
+            return resolve_metrics(task, [spec])[0]
+    try:
+        return resolve_metrics(task, [name])[0]
+    except ValueError:
+        listed = [m if isinstance(m, str) else m.name for m in task.metrics]
+        raise ValueError(
+            f"Task '{task.name}': cannot score its trivial predictor by {name!r}, which is not among its metrics "
+            f"{listed}. Score the task by one of those, or pass `references` (or `scales`) to the objective."
+        ) from None
 
 
 class TrivialPredictor:

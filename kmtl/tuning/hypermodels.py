@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any, Callable, Mapping, Sequence
 
 import keras
@@ -46,7 +47,15 @@ class MultiTaskHyperModel(keras_tuner.HyperModel):
         keras-tuner passes the user's callbacks followed by its own (the best-epoch checkpoint), Keras appends
         `History` last, and the oracle reads the trial's metrics from that `History`; the score must be in the logs
         before any of them reads them.
+
+        At the first `fit` of a search whose objective fits its references (the default), each task's trivial
+        predictor is fitted on the training data and scored on the validation data
+        (`MultiTaskObjective.fit_references`), so every trial is ranked by the same skills.
         """
+        if self.objective.fits_references and self.objective.references is None:
+            data = _reference_data(args, kwargs, self.objective.validation)
+            if data is not None:
+                self.objective.fit_references(model.tasks, *data)
         callbacks = list(callbacks or [])
         if not any(isinstance(c, MultiTaskScore) for c in callbacks):
             callbacks.insert(0, self.objective.callback())
@@ -55,6 +64,36 @@ class MultiTaskHyperModel(keras_tuner.HyperModel):
     def decode(self, values: Mapping[str, Any]) -> dict:
         """A trial's values as the search space wrote them (e.g. tuples of widths instead of their repr strings)."""
         return decode(self.space, values)
+
+
+def _reference_data(args, kwargs, validation: bool):
+    """`(train, validation)` for fitting the objective's references from `fit`'s arguments, or None (with a
+    warning) when they cannot be read without consuming them (a Python iterator) or never end."""
+    x = args[0] if args else kwargs.get("x")
+    y = args[1] if len(args) > 1 else kwargs.get("y")
+    train = x if y is None else (x, y)
+    held_out = kwargs.get("validation_data") if validation else None
+    if held_out is None:
+        held_out = train  # no validation data (or a training-logs objective): the references are on training data
+    for data in (train, held_out):
+        if hasattr(data, "__next__") or _endless(data):
+            warnings.warn(
+                "The objective's references (each task's trivial predictor) are fitted from the training and "
+                "validation data, which here is an iterator or an endless dataset; tasks are scored without them "
+                "(errors as 1 / (1 + m)). Pass a finite `tf.data.Dataset` or arrays, or `references=` to the "
+                "objective.", UserWarning, stacklevel=3,
+            )
+            return None
+    return train, held_out
+
+
+def _endless(data) -> bool:
+    cardinality = getattr(data, "cardinality", None)
+    if cardinality is None or not callable(cardinality):
+        return False
+    import tensorflow as tf
+
+    return bool(cardinality() == tf.data.INFINITE_CARDINALITY)
 
 
 def supports_task_learning_rates() -> bool:

@@ -1,7 +1,8 @@
 """A multi-task tuning objective: one score from every task's metric, written into the epoch logs.
 
-The score is `kmtl.evaluation.scoring.multitask_score`, the one definition of `val_mtl_score` (also logged by
-`kmtl.evaluation.MultiTaskCheckpoint`), and metric directions come from `kmtl.evaluation.scoring.metric_direction`.
+By default the score is each task's skill over its trivial predictor fitted on the training split, averaged over
+tasks (`kmtl.evaluation.scoring.multitask_score` with `references`); the hypermodels fit those references at their
+first `fit`. Metric directions come from `kmtl.evaluation.scoring.metric_direction`.
 
 `MultiTaskObjective` is a `keras_tuner.Objective` named `val_mtl_score` (direction `"max"`); its `callback()`,
 placed before keras-tuner's own callbacks, writes `mtl_score` and `val_mtl_score` into each epoch's logs, so the
@@ -17,7 +18,7 @@ from typing import Mapping, Sequence
 import keras
 import keras_tuner
 
-from kmtl.evaluation.scoring import metric_direction, multitask_score, normalised_metric
+from kmtl.evaluation.scoring import metric_direction, multitask_score, normalised_metric, skill
 
 def _metric_name(metric) -> str:
     if isinstance(metric, str):
@@ -32,7 +33,13 @@ class MultiTaskObjective(keras_tuner.Objective):
 
     For each task `t` with metric value `m_t` (read from the logs as `val_<t>_<metric>`):
 
-    - without a baseline, a metric to maximise (accuracy, AUC, F1, IoU, ...; assumed in `[0, 1]`) is used as is,
+    - with `references` (the default once fitted: `fit_references`, which kmtl's hypermodels call at their first
+      `fit`), `n_t` is the task's skill over its trivial predictor, `(m_t - r_t) / (p_t - r_t)` with `r_t` the
+      trivial predictor's value of the metric on the validation data and `p_t` the perfect value (1 for a metric
+      to maximise, 0 for an error): 0 at the trivial predictor, 1 when perfect, `1 - m_t / r_t` for an error.
+      It is free of each task's units, so age in months or years ranks trials the same;
+    - without references or baselines (a search run without kmtl's hypermodels, or with `scales`), a metric to
+      maximise (accuracy, AUC, F1, IoU, ...; assumed in `[0, 1]`) is used as is,
       `n_t = m_t`, and a metric to minimise (MAE, RMSE, loss, NME, ...; assumed `>= 0`) is mapped to
       `n_t = 1 / (1 + m_t / s_t)`, which is 1 at `m_t = 0`, 1/2 at `m_t = s_t` (the task's `scales` entry,
       default 1: set it to a typical error, in the metric's units) and tends to 0 as the error grows;
@@ -50,15 +57,18 @@ class MultiTaskObjective(keras_tuner.Objective):
         directions: dict `{task_name: "max" | "min"}`. Defaults to `metric_direction(metric_name)`.
         scales: dict `{task_name: float > 0}`. Error scale `s_t` of a minimised metric without baseline.
         baselines: dict `{task_name: float > 0}`. Reference values `b_t` (e.g. single-task results).
+        references: dict `{task_name: float}` naming every scored task: the trivial predictor's value `r_t` of the
+            task's metric. None: fitted from the data at the hypermodel's first `fit` unless `scales` or
+            `baselines` choose another normalisation. At most one of `references`, `baselines` and `scales`.
         validation: bool. Score the validation logs (`val_mtl_score`) when True, the training logs otherwise.
 
     Example:
 
-    >>> objective = MultiTaskObjective({"smiling": "accuracy", "age": "mae"}, scales={"age": 5.0})
+    >>> objective = MultiTaskObjective({"smiling": "accuracy", "age": "mae"}, references={"smiling": 0.6, "age": 8})
     >>> objective.name, objective.direction
     ('val_mtl_score', 'max')
-    >>> round(objective.score({"val_smiling_accuracy": 0.9, "val_age_mae": 5.0}), 6)  # (0.9 + 1/2) / 2
-    0.7
+    >>> round(objective.score({"val_smiling_accuracy": 0.9, "val_age_mae": 2.0}), 6)  # (0.3 / 0.4 + 1 - 2 / 8) / 2
+    0.75
 
     Reference:
         Maninis, Radosavovic & Kokkinos (2019). Attentive Single-Tasking of Multiple Tasks. CVPR (the Δm measure).
@@ -74,6 +84,7 @@ class MultiTaskObjective(keras_tuner.Objective):
         directions: Mapping[str, str] | None = None,
         scales: Mapping[str, float] | None = None,
         baselines: Mapping[str, float] | None = None,
+        references: Mapping[str, float] | None = None,
         validation: bool = True,
     ):
         if not isinstance(metrics, Mapping) or not metrics:
@@ -94,6 +105,16 @@ class MultiTaskObjective(keras_tuner.Objective):
         if bad:
             raise ValueError(f"Invalid value for `directions`. Expected 'max' or 'min'. Received: directions={bad!r}")
         self.directions = {t: given.get(t) or metric_direction(self.metrics[t]) for t in tasks}
+        chosen = [name for name, value in (("references", references), ("baselines", baselines), ("scales", scales))
+                  if value is not None]
+        if len(chosen) > 1:
+            raise ValueError(f"Pass at most one of `references`, `baselines` and `scales`. Received: {chosen}")
+        # Fitted by `fit_references` (the hypermodels call it at their first fit) unless another normalisation
+        # was chosen.
+        self.fits_references = not chosen
+        self.references = None
+        if references is not None:
+            self.references = self._checked_references(references)
         self.validation = bool(validation)
         super().__init__("val_mtl_score" if validation else "mtl_score", "max")
 
@@ -116,12 +137,43 @@ class MultiTaskObjective(keras_tuner.Objective):
             )
         return cls(metrics, **kwargs)
 
+    def fit_references(self, tasks: Sequence, train, validation) -> dict[str, float]:
+        """Fits each scored task's trivial predictor on `train` and sets `references` to its metric on `validation`.
+
+        Uses `kmtl.evaluation.trivial.trivial_metric_values`: the class prior, the median or mean, or the last
+        value, scored by the Keras metric the model logs for the task.
+
+        Args:
+            tasks: list of `kmtl.Task` (those the objective scores must be among them).
+            train: training data: a `tf.data.Dataset` of `(inputs, {task: labels})` batches or `(x, y_dict)`.
+            validation: validation data in the same forms (training data for an objective with
+                `validation=False`).
+
+        Returns:
+            dict `{task: reference value}`, also stored as `references`.
+        """
+        from kmtl.evaluation.trivial import trivial_metric_values
+
+        self.references = self._checked_references(trivial_metric_values(tasks, self.metrics, train, validation))
+        return dict(self.references)
+
+    def _checked_references(self, references) -> dict:
+        references = _per_task("references", references, list(self.metrics), None, lambda r: True, "a finite number")
+        absent = [t for t, value in references.items() if value is None]
+        if absent:
+            raise ValueError(f"`references` must name every scored task; it lacks {absent}. Scored tasks: "
+                             f"{list(self.metrics)}.")
+        return references
+
     def log_keys(self, prefix: str = "val_") -> dict[str, str]:
         """`{task: log key}`, e.g. `{"age": "val_age_mae"}`."""
         return {task: f"{prefix}{task}_{metric}" for task, metric in self.metrics.items()}
 
     def normalised(self, task: str, value: float) -> float:
-        """The task's normalised value `n_t` (see the class docstring) for a metric value."""
+        """The task's normalised value `n_t` (see the class docstring) for a metric value: its skill with
+        references."""
+        if self.references is not None:
+            return skill(value, self.references[task], self.directions[task])
         return normalised_metric(value, self.directions[task], baseline=self.baselines[task], scale=self.scales[task])
 
     def score(self, logs: Mapping[str, float], prefix: str | None = None) -> float:
@@ -144,7 +196,7 @@ class MultiTaskObjective(keras_tuner.Objective):
                 )
             values[task] = logs[key]
         return multitask_score(values, self.directions, weights=self.weights, baselines=self.baselines,
-                               scales=self.scales)
+                               scales=self.scales, references=self.references)
 
     def has_value(self, logs):
         return self.name in logs or all(k in logs for k in self.log_keys(self._prefix).values())
