@@ -136,7 +136,7 @@ class Recipe:
                 f"Invalid value for `defaults` of recipe {self.name!r}. Expected the settings {list(REQUIRED_DEFAULTS)}."
                 f" Received: defaults without {missing}"
             )
-        known = set(self.defaults) | set(self.data_settings) | set(self.model_settings) | set(self.compile_settings)
+        known = {*self.defaults, *self.data_settings, *self.model_settings, *self.compile_settings}
         unknown = sorted(set(self.quick) - known)
         if unknown:
             raise ValueError(
@@ -168,7 +168,7 @@ class Recipe:
         Raises:
             ValueError: for an override no part of the recipe takes, or `model` for a recipe with one model.
         """
-        known = set(self.defaults) | set(self.data_settings) | set(self.model_settings) | set(self.compile_settings)
+        known = {*self.defaults, *self.data_settings, *self.model_settings, *self.compile_settings}
         given = {k: v for k, v in overrides.items() if v is not None}
         if "model" in given and not self.models:
             raise ValueError(f"The {self.name} recipe has one model. Received: model={given['model']!r}")
