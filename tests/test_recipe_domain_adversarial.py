@@ -112,6 +112,27 @@ def test_recipe_defaults_are_the_functions_defaults():
         for name in names:
             assert parameters[name].default == da.DEFAULTS[name], name
     assert inspect.signature(da.load_data).parameters["batch_size"].default == da.DEFAULTS["batch_size"]
+    compile_parameters = inspect.signature(da.compile_model).parameters
+    for name in ("weighting", "learning_rate", "optimizer"):
+        assert compile_parameters[name].default == da.DEFAULTS[name], name
+
+
+def test_sgd_anneals_its_rate_over_the_run_as_the_paper_does(tiny):
+    """`optimizer="sgd"`: momentum 0.9 and mu_p = mu_0 / (1 + 10 p) ** 0.75 over the run's train steps."""
+    schedule = da.AnnealedLearningRate(0.01, steps=50)
+    restored = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
+    for step in (0, 10, 25, 50, 80):
+        expected = 0.01 / (1 + 10 * min(step / 50, 1)) ** 0.75
+        assert float(schedule(step)) == pytest.approx(expected, rel=1e-6)
+        assert float(restored(step)) == pytest.approx(expected, rel=1e-6)
+    settings, data = tiny
+    model = da.RECIPE.compile(da.RECIPE.build({**settings, "features": 4}, data), {**settings, "optimizer": "sgd"})
+    assert isinstance(model.optimizer, keras.optimizers.SGD) and model.optimizer.momentum == 0.9
+    assert model.optimizer.get_config()["learning_rate"]["config"] == {
+        "initial": settings["learning_rate"], "steps": data.model_settings["schedule_steps"], "alpha": 10.0,
+        "beta": 0.75}
+    with pytest.raises(ValueError, match="Expected one of \\('adam', 'sgd'\\). Received: optimizer='rmsprop'"):
+        da.RECIPE.compile(model, {**settings, "optimizer": "rmsprop"})
 
 
 # === Model ===

@@ -58,6 +58,7 @@ from kmtl.recipes.domain_adversarial._data import (
     rotate,
     shift_images,
 )
+from kmtl.recipes.domain_adversarial._optimizer import OPTIMIZERS, AnnealedLearningRate, make_optimizer
 from kmtl.recipes.domain_adversarial._report import (
     COLUMNS,
     FEATURES,
@@ -85,6 +86,7 @@ DEFAULTS = {
     "max_strength": 1.0,
     "features": 64,
     "domain_units": 64,
+    "optimizer": "adam",
 }
 QUICK = {"epochs": 1, "num_train": 64, "num_test": 64, "features": 8, "domain_units": 8}
 # What `kmtl tune domain-adversarial` searches (first choices are the defaults). Its objective is the validation
@@ -127,7 +129,8 @@ def build_model(
             head. Defaults to the synthetic tasks for points, Fashion-MNIST's for images.
 
     Returns:
-        `kmtl.MultiTaskModel` with outputs keyed by task name; `domain` is auxiliary, left out of exports.
+        `kmtl.MultiTaskModel` with outputs keyed by task name; `domain` is auxiliary, left out of exports. Its
+        `schedule_steps` attribute is the run's length, which `compile_model` anneals the SGD rate over.
     """
     input_shape = tuple(input_shape)
     if len(input_shape) not in (1, 3):
@@ -153,7 +156,9 @@ def build_model(
         strength = max_strength if adversary else 0.0
         reversed_ = ScheduledGradientReversal(schedule_steps, max_strength=strength, name="gradient_reversal")(shared)
         outputs[task.name] = task_head(task, reversed_, hidden_units=(domain_units,))
-    return kmtl.MultiTaskModel(inputs, outputs, tasks=tasks, name="domain_adversarial")
+    model = kmtl.MultiTaskModel(inputs, outputs, tasks=tasks, name="domain_adversarial")
+    model.schedule_steps = int(schedule_steps)  # the run's length, for compile_model's annealed SGD rate
+    return model
 
 
 def _image_trunk(inputs):
@@ -166,9 +171,19 @@ def _image_trunk(inputs):
     return keras.layers.Flatten(name="trunk_flatten")(x)
 
 
-def compile_model(model: kmtl.MultiTaskModel, weighting="equal", learning_rate: float = 1e-3):
-    """Compiles with Adam and the given weighting (default `"equal"`: main loss plus domain loss)."""
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), weighting=weighting)
+def compile_model(model: kmtl.MultiTaskModel, weighting="equal", learning_rate: float = 1e-3,
+                  optimizer: str = DEFAULTS["optimizer"]):
+    """Compiles with the given weighting (default `"equal"`: main loss plus domain loss) and optimizer.
+
+    Args:
+        model: a `build_model` model.
+        weighting: weighting strategy.
+        learning_rate: float. Adam's rate, or SGD's first rate `mu_0`.
+        optimizer: `"adam"`, or `"sgd"`: Ganin & Lempitsky's SGD with momentum 0.9 and the rate annealed as
+            `mu_0 / (1 + 10 p) ** 0.75` over the run's progress `p` (`model.schedule_steps` train steps;
+            `AnnealedLearningRate`). The paper's `mu_0` is 0.01.
+    """
+    model.compile(optimizer=make_optimizer(optimizer, learning_rate, model.schedule_steps), weighting=weighting)
     return model
 
 
@@ -235,6 +250,7 @@ RECIPE = Recipe(
     # `epochs` reaches `load_data`, which turns it into the schedule's span (`schedule_steps`).
     data_settings=("source", "shift", "num_train", "num_test", "epochs"),
     model_settings=("adversary", "max_strength", "features", "domain_units"),
+    compile_settings=("optimizer",),
     derived_settings=("input_shape", "schedule_steps", "tasks"),
     search_space=SEARCH_SPACE,
     sources="synthetic (default), fashion-mnist",
@@ -245,6 +261,8 @@ RECIPE = Recipe(
 __all__ = [
     "COLUMNS",
     "DEFAULTS",
+    "OPTIMIZERS",
+    "AnnealedLearningRate",
     "DESCRIPTION",
     "FEATURES",
     "NAME",
@@ -268,6 +286,7 @@ __all__ = [
     "load_data",
     "load_fashion_domains",
     "main_task",
+    "make_optimizer",
     "make_tasks",
     "model_label",
     "report",
