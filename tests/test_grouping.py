@@ -151,6 +151,17 @@ def test_builder_call_builds_the_same_model_as_build():
     assert "a1 " in grouping.table() and "-0.0200" in str(grouping)
 
 
+def test_table_numbers_the_columns_when_names_are_wider_than_the_values():
+    tasks = (Task("unemployment_change", "regression"), Task("gdp", "regression"))
+    grouping = TaskGrouping(tasks, np.array([[0.5, -0.25], [0.125, 1.0]]), [["unemployment_change"], ["gdp"]], 0.0,
+                            {1: -0.125, 2: 0.0}, "gradient")
+    assert grouping.table(digits=3).splitlines() == [
+        "                            1       2",
+        "1 unemployment_change   0.500  -0.250",
+        "                2 gdp   0.125   1.000",
+    ]
+
+
 def test_public_names_and_the_affinity_as_a_frame():
     assert sorted(kmtl.grouping.__all__) == [
         "TaskGrouping", "best_partitions", "branched", "partition_score", "shared_features", "suggest"

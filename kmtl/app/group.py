@@ -34,7 +34,8 @@ class GroupRun:
         partitions: dict `{k: (groups, score)}`: the best groups found with exactly k groups, task names.
         trunk: name of the recipe model's layer whose output the branches read, or None when it has none.
         plot_path: the heatmap written, or None.
-        report: `EvaluationReport` of the trained suggested model (`train=True`), else None.
+        model: the trained suggested model (`train=True`), else None.
+        report: its `EvaluationReport` on the test split, else None.
         export_path: the exported version (`train=True` with an `export_dir`), else None.
         comparison: `LayoutComparison` (`compare=True`), else None.
     """
@@ -43,6 +44,7 @@ class GroupRun:
     partitions: dict
     trunk: str | None
     plot_path: Path | None = None
+    model: Any = None
     report: Any = None
     export_path: Path | None = None
     comparison: Any = None
@@ -209,11 +211,11 @@ def group_recipe(
         run.plot_path = grouping.plot(plot)
         log(f"\nAffinity heatmap: {run.plot_path}")
     if train:
-        run.report, run.export_path = _train_suggested(recipe, settings, data, grouping.groups, branch_units, folder,
+        run.model, run.report, run.export_path = _train_suggested(recipe, settings, data, grouping.groups, branch_units, folder,
                                                        seed, verbose, log)
     if compare:
-        run.comparison = compare_layouts(recipe, settings, data, grouping.groups, branch_units=branch_units,
-                                         seeds=[seed + r for r in range(repeats)], verbose=verbose)
+        run.comparison = compare_layouts(recipe, settings, grouping.groups, branch_units=branch_units,
+                                         seeds=[seed + r for r in range(repeats)], data_seed=seed, verbose=verbose)
         log(f"\nTest scores ({recipe.name}, {settings['epochs']} epoch(s), {repeats} repeat(s), branches "
             f"{branch_units} on '{trunk}'):")
         log(run.comparison.table())
@@ -234,27 +236,41 @@ def branched_recipe_model(recipe: Recipe, settings: dict, data, groups, branch_u
     return recipe.compile(model, settings)
 
 
-def compare_layouts(recipe: Recipe, settings: dict, data, groups, *, branch_units=(32,), seeds=(0,),
+def compare_layouts(recipe: Recipe, settings: dict, groups, *, branch_units=(32,), seeds=(0,), data_seed: int = 0,
                     verbose: int = 0) -> LayoutComparison:
     """Trains hard sharing (one group), `groups` and one branch per task on the recipe's trunk, once per seed each,
-    with the recipe's settings, and scores each on the test split with its tasks' primary metrics."""
+    with the recipe's settings, and scores each on the test split with its tasks' primary metrics.
+
+    Every model gets the data loaded afresh with `data_seed` (the same split and batch order) and its seed's
+    weights; a layout whose groups equal an earlier one's shares its scores rather than training again.
+    """
     import keras
 
     from kmtl.evaluation.deltas import primary_metric
     from kmtl.evaluation.report import evaluate
 
-    tasks = recipe.build(settings, data).tasks
+    def load():
+        keras.utils.set_random_seed(data_seed)
+        return recipe.load(settings, seed=data_seed)
+
+    tasks = recipe.build(settings, load()).tasks
     names = [t.name for t in tasks]
     layouts = {"hard sharing": [names], "suggested": [list(g) for g in groups], "per task": [[n] for n in names]}
     metrics = {t.name: primary_metric(t) for t in tasks}
     scores = {layout: [] for layout in layouts}
     for seed in seeds:
+        done = {}
         for layout, layout_groups in layouts.items():
-            keras.utils.set_random_seed(seed)
-            model = branched_recipe_model(recipe, settings, data, layout_groups, branch_units)
-            model.fit(data.train, validation_data=data.val, epochs=settings["epochs"], verbose=verbose, shuffle=False)
-            report = evaluate(model, data.test)
-            scores[layout].append({t: float(report[t][metric]) for t, (metric, _) in metrics.items()})
+            key = tuple(sorted(tuple(sorted(g)) for g in layout_groups))
+            if key not in done:
+                data = load()
+                keras.utils.set_random_seed(seed)
+                model = branched_recipe_model(recipe, settings, data, layout_groups, branch_units)
+                model.fit(data.train, validation_data=data.val, epochs=settings["epochs"], verbose=verbose,
+                          shuffle=False)
+                report = evaluate(model, data.test)
+                done[key] = {t: float(report[t][metric]) for t, (metric, _) in metrics.items()}
+            scores[layout].append(done[key])
     return LayoutComparison(layouts=layouts, metrics=metrics, scores=scores)
 
 
@@ -274,7 +290,7 @@ def _train_suggested(recipe, settings, data, groups, branch_units, folder, seed,
     if folder is not None:
         export_path = for_serving(model, folder)
         log(f"\nExported for TF Serving: {export_path}")
-    return report, export_path
+    return model, report, export_path
 
 
 def _builder_lines(recipe, settings, overrides, grouping, trunk, branch_units, quick) -> str:

@@ -46,12 +46,19 @@ class TaskGrouping:
         return [t.name for t in self.tasks]
 
     def table(self, digits: int = 4) -> str:
-        """The affinity matrix as text, rows (stepping task) and columns labelled with task names."""
+        """The affinity matrix as text, rows (stepping task) and columns labelled with task names (numbered, the
+        rows "number name", when a name is wider than the values)."""
         names = self.task_names
         cells = [[f"{value:.{digits}f}" for value in row] for row in self.affinity]
-        width = max(len(n) for n in names + [c for row in cells for c in row])
-        lines = [" " * width + "  " + "  ".join(n.rjust(width) for n in names)]
-        lines += [n.rjust(width) + "  " + "  ".join(c.rjust(width) for c in row) for n, row in zip(names, cells)]
+        width = max(len(c) for row in cells for c in row)
+        if max(len(n) for n in names) > width:  # long names: number the columns, name the rows "number name"
+            rows = [f"{i} {n}" for i, n in enumerate(names, start=1)]
+            columns = [str(i) for i in range(1, len(names) + 1)]
+        else:
+            rows = columns = names
+        label = max(len(r) for r in rows)
+        lines = [" " * label + "  " + "  ".join(c.rjust(width) for c in columns)]
+        lines += [r.rjust(label) + "  " + "  ".join(c.rjust(width) for c in row) for r, row in zip(rows, cells)]
         return "\n".join(lines)
 
     def __str__(self) -> str:
