@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 from kmtl.evaluation.arrays import collect_examples
 from kmtl.evaluation.classical import classical_scores
 from kmtl.evaluation.deltas import resolve_primary_metrics
-from kmtl.evaluation.references import MAX_FIT_EXAMPLES
+from kmtl.evaluation.references import training_examples
 from kmtl.evaluation.trivial import trivial_scores
 from kmtl.tasks import Task, validate_task_list
 
@@ -36,7 +36,7 @@ def reference_scores(
     """
     tasks = validate_task_list(tasks)
     metrics = resolve_primary_metrics(tasks, primary_metrics)
-    train = collect_examples(train, tasks, limit=MAX_FIT_EXAMPLES)  # read once for both predictors
+    train = training_examples(train, tasks)  # read once for both predictors (a repeated split: its distinct rows)
     test = collect_examples(test, tasks)
     trivial = trivial_scores(tasks, train, test, primary_metrics=primary_metrics)
     fitted = classical_scores(tasks, train, test, seed=seed) if classical else {}

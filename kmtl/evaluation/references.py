@@ -75,8 +75,7 @@ class Examples:
         """What the rows are: empty for plain data, else how the repetition was undone."""
         if not self.repeated:
             return ""
-        return (f" (distinct rows: the training data repeats its {len(self)} examples, "
-                f"{self.rows_read} rows read)")
+        return f" (the training data repeats its {len(self)} examples, {self.rows_read} rows read)"
 
     def __len__(self) -> int:
         return len(next(iter(self.labels.values()))) if self.labels else 0
@@ -220,7 +219,7 @@ def reference_lines(
     if unclear:
         lines.append(f"Not clearly better than the trivial predictor: {', '.join(unclear)}.")
     if notes:
-        lines.append("Classical models (scikit-learn LogisticRegression / Ridge on standardised features):")
+        lines.append("Classical models (scikit-learn LogisticRegression / RidgeCV on standardised features):")
         lines += [f"  {', '.join(tasks)}: {detail}" for detail, tasks in notes.items()]
     return lines
 
