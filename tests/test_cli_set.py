@@ -50,6 +50,8 @@ def test_types_come_from_the_recipes_declared_values():
         "fold": (1, 5), "los": "linear", "max_steps": 48, "deep_supervision": 1.0}
     assert parse_overrides(resolve("nlp-tagging"), ["crf=true", "char_features=No"]) == {
         "crf": True, "char_features": False}
+    recipe = resolve("domain-adversarial")
+    assert set(recipe.compile_settings) <= set(setting_types(recipe))  # compile settings are declared settings too
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""`--set KEY=VALUE`: any declared data or model setting of a recipe, from text, checked before any data loads.
+"""`--set KEY=VALUE`: any declared data, model or compile setting of a recipe, from text, checked before data loads.
 
 A setting's type is read from the values the recipe declares for it: its `defaults`, then its `quick` settings,
 then the first value of its `search_space` entry (`num_train` 3000 is an int, `dropout` 0.1 a number, `filters`
@@ -60,11 +60,12 @@ def parse_overrides(recipe: Recipe, pairs: Sequence[str]) -> dict:
 
 
 def setting_types(recipe: Recipe) -> dict[str, Any]:
-    """`{key: declared value or None}` for every data and model setting of `recipe` (see the module docstring)."""
+    """`{key: declared value or None}` for every data, model and compile setting of `recipe` (`data_settings`,
+    `model_settings`, `compile_settings`; see the module docstring)."""
     defaults, quick = recipe.settings(), recipe.settings(quick=True)
     space = dict(recipe.search_space or {})
     types = {}
-    for key in sorted(set(recipe.data_settings) | set(recipe.model_settings)):
+    for key in sorted({*recipe.data_settings, *recipe.model_settings, *recipe.compile_settings}):
         candidates = [defaults.get(key), quick.get(key), _space_value(space.get(key))]
         types[key] = next((c for c in candidates if c is not None), None)
     return types
