@@ -117,7 +117,7 @@ def test_recipe_defaults_are_the_functions_defaults():
         assert compile_parameters[name].default == da.DEFAULTS[name], name
 
 
-def test_sgd_anneals_its_rate_over_the_run_as_the_paper_does(tiny):
+def test_sgd_anneals_its_rate_over_the_run_as_the_paper_does():
     """`optimizer="sgd"`: momentum 0.9 and mu_p = mu_0 / (1 + 10 p) ** 0.75 over the run's train steps."""
     schedule = da.AnnealedLearningRate(0.01, steps=50)
     restored = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
@@ -125,14 +125,12 @@ def test_sgd_anneals_its_rate_over_the_run_as_the_paper_does(tiny):
         expected = 0.01 / (1 + 10 * min(step / 50, 1)) ** 0.75
         assert float(schedule(step)) == pytest.approx(expected, rel=1e-6)
         assert float(restored(step)) == pytest.approx(expected, rel=1e-6)
-    settings, data = tiny
-    model = da.RECIPE.compile(da.RECIPE.build({**settings, "features": 4}, data), {**settings, "optimizer": "sgd"})
-    assert isinstance(model.optimizer, keras.optimizers.SGD) and model.optimizer.momentum == 0.9
-    assert model.optimizer.get_config()["learning_rate"]["config"] == {
-        "initial": settings["learning_rate"], "steps": data.model_settings["schedule_steps"], "alpha": 10.0,
-        "beta": 0.75}
+    sgd = da.make_optimizer("sgd", 0.01, steps=50)
+    assert isinstance(sgd, keras.optimizers.SGD) and sgd.momentum == 0.9
+    assert sgd.get_config()["learning_rate"]["config"] == {"initial": 0.01, "steps": 50, "alpha": 10.0, "beta": 0.75}
+    assert isinstance(da.make_optimizer("adam", 0.01, steps=50), keras.optimizers.Adam)
     with pytest.raises(ValueError, match="Expected one of \\('adam', 'sgd'\\). Received: optimizer='rmsprop'"):
-        da.RECIPE.compile(model, {**settings, "optimizer": "rmsprop"})
+        da.make_optimizer("rmsprop", 0.01, steps=50)
 
 
 # === Model ===
@@ -151,6 +149,7 @@ def test_model_with_and_without_the_adversary_start_alike(tiny):
     assert isinstance(layers[0], ScheduledGradientReversal)
     assert (layers[0].max_strength, layers[1].max_strength) == (1.0, 0.0)
     assert layers[0].total_steps == data.model_settings["schedule_steps"]
+    assert models[0].schedule_steps == data.model_settings["schedule_steps"]  # compile_model's SGD anneals over it
     single = da.build_model(**{**data.model_settings, "tasks": data.tasks[:1]}, features=8)
     assert list(single.output) == ["moon"] and "gradient_reversal" not in [layer.name for layer in single.layers]
     image_model = da.build_model((28, 28, 1), 10, features=8)

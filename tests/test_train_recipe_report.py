@@ -59,3 +59,12 @@ def test_a_report_whose_extra_is_missing_is_a_one_line_note():
 def test_report_must_be_callable():
     with pytest.raises(ValueError, match="Invalid value for `report` of recipe 'toy-report'.*Received: report='x'"):
         _toy("x")
+
+
+def test_compile_passes_the_declared_compile_settings():
+    received = {}
+    recipe = Recipe(name="toy-compile", description="A toy.", tasks=TASKS, defaults={**DEFAULTS, "optimizer": "sgd"},
+                    load_data=_load_data, build_model=lambda **kw: None, compile_settings=("optimizer",),
+                    compile_model=lambda model, **kwargs: received.update(kwargs))
+    recipe.compile(None, recipe.settings(optimizer="adam"))
+    assert received == {"weighting": "equal", "learning_rate": 0.1, "optimizer": "adam"}
