@@ -164,7 +164,7 @@ def test_table_numbers_the_columns_when_names_are_wider_than_the_values():
 
 def test_public_names_and_the_affinity_as_a_frame():
     assert sorted(kmtl.grouping.__all__) == [
-        "TaskGrouping", "best_partitions", "branched", "partition_score", "shared_features", "suggest"
+        "TaskGrouping", "best_partitions", "branched", "nest_groups", "partition_score", "shared_features", "suggest"
     ]
     pytest.importorskip("pandas")
     frame = _grouping().to_frame()
@@ -325,3 +325,78 @@ def test_suggest_recovers_planted_groups_and_restores_the_weights():
     assert gradient.groups == [["a1", "a2"], ["b1", "b2"], ["c1", "c2"]]
     np.testing.assert_allclose(gradient.affinity, gradient.affinity.T, atol=1e-6)
     np.testing.assert_allclose(np.diag(gradient.affinity), 1.0, atol=1e-6)
+
+
+# === Two levels: groups of groups (Lu et al. 2017: tasks split at more than one depth) ===
+
+
+def two_level_regression(n=512, seed=0, noise=0.1):
+    """Eight regression tasks in two groups of two groups of two: task `t` of subgroup `(s, h)` is
+    `c_t x . (u_s + v_sh) / sqrt(2) + noise` with orthonormal `u_a, u_b, v_a1, v_a2, v_b1, v_b2` of the 8 inputs. The
+    tasks of a subgroup want the same feature (cosine 1), subgroups of a group half the same (0.5), groups nothing in
+    common (0). Names `a1 a2 | a3 a4 || b1 b2 | b3 b4`."""
+    rng = np.random.default_rng(seed)
+    q = np.linalg.qr(rng.normal(size=(8, 8)))[0].T
+    x = rng.normal(size=(n, 8)).astype("float32")
+    labels = {}
+    for s, group in enumerate("ab"):
+        for h in range(2):
+            direction = (q[s] + q[2 + 2 * s + h]) / np.sqrt(2)
+            for t in range(2):
+                target = rng.uniform(0.5, 1.5) * x @ direction + noise * rng.normal(size=n)
+                labels[f"{group}{2 * h + t + 1}"] = target.astype("float32")[:, None]
+    return x, labels
+
+
+def test_nest_groups_gathers_planted_groups_of_groups():
+    rng = np.random.default_rng(0)
+    blocks = np.repeat(np.arange(6), 2)  # 12 tasks, 6 groups of two, in 2 groups of 3 groups: {0, 1, 2}, {3, 4, 5}
+    same, near = blocks[:, None] == blocks[None, :], blocks[:, None] // 3 == blocks[None, :] // 3
+    affinity = np.where(same, 1.0, np.where(near, 0.1, -0.3)) + 0.05 * rng.normal(size=(12, 12))
+    order = rng.permutation(12)
+    affinity, blocks = affinity[np.ix_(order, order)], blocks[order]
+    groups = [sorted(np.nonzero(blocks == b)[0].tolist()) for b in range(6)]
+    nested = kmtl.grouping.nest_groups(affinity, groups, levels=2)
+    assert sorted(sorted(sorted(g) for g in top) for top in nested) == [
+        sorted(groups[:3]), sorted(groups[3:])
+    ]
+    assert kmtl.grouping.nest_groups(affinity, groups, levels=1) == groups
+    assert kmtl.grouping.nest_groups(affinity, groups[:2], levels=3) == groups[:2]  # two groups: nothing to gather
+    # Without a second level in the data (every pair of groups alike), no level is added.
+    flat = np.where(same, 1.0, -0.3)[np.ix_(order, order)]
+    assert kmtl.grouping.nest_groups(flat, groups, levels=2) == groups
+
+
+def test_branched_nests_branches_for_groups_of_groups():
+    x = keras.Input((4,), name="x")
+    trunk = keras.layers.Dense(5, name="trunk")(x)
+    tasks = [Task(n, "regression") for n in ("a1", "a2", "a3", "b1")]
+    model = kmtl.grouping.branched(x, trunk, tasks, [[["a1", "a2"], "a3"], ["b1"]], branch_units=(3,))
+    owners = {}
+    for name in model.task_names:
+        for v in model.task_variables[name]:
+            owners[v.path] = name
+    assert owners["branch_2/branch_2_dense_1/kernel"] == "b1" and owners["a3/kernel"] == "a3"
+    shared = {v.path.split("/")[0] for v in model.shared_variables}
+    assert shared == {"trunk", "branch_1", "branch_1_1"}  # a3 reads branch_1 directly; a1, a2 share branch_1_1 on it
+    assert model.get_layer("branch_1_1").input.shape == (None, 3)
+    with pytest.raises(ValueError, match=r"task\(s\) \['a1'\] in several groups"):
+        kmtl.grouping.branched(x, trunk, tasks, [[["a1", "a2"], ["a1", "a3"]], ["b1"]])
+    with pytest.raises(ValueError, match="an empty group"):
+        kmtl.grouping.branched(x, trunk, tasks, [[["a1", "a2", "a3"], []], ["b1"]])
+
+
+@pytest.mark.slow  # ~6 s: 200 measured training steps
+def test_suggest_recovers_a_two_level_group_structure():
+    x, labels = two_level_regression()
+    order = ["a1", "b1", "a3", "b3", "a2", "b2", "a4", "b4"]  # interleaved: task order gives nothing away
+    grouping = kmtl.grouping.suggest(lambda: trunk_model(order, width=4), (x, labels), steps=200, learning_rate=0.05,
+                                     levels=2)
+    assert grouping.groups == [[["a1", "a2"], ["a3", "a4"]], [["b1", "b2"], ["b3", "b4"]]]
+    # The flat best keeps the four subgroups apart: only the second level joins a1 a2 with a3 a4.
+    assert max(grouping.scores, key=grouping.scores.get) == 4
+    inputs = keras.Input((8,), name="x")
+    model = grouping.build(inputs, keras.layers.Dense(4, name="trunk")(inputs), branch_units=(2,))
+    assert {v.path.split("/")[0] for v in model.shared_variables} == {
+        "trunk", "branch_1", "branch_1_1", "branch_1_2", "branch_2", "branch_2_1", "branch_2_2"
+    }

@@ -99,6 +99,7 @@ def group_recipe(
     epochs: int = 1,
     method: str = "lookahead",
     num_groups: int | None = None,
+    levels: int = 1,
     lookahead_rate: float = 0.01,
     branch_units: Sequence[int] = (32,),
     plot: str | Path | None = None,
@@ -123,6 +124,8 @@ def group_recipe(
         epochs: int. Epochs of the measured joint training.
         method: `"lookahead"` (Fifty et al. 2021) or `"gradient"` (cosine of the task gradients).
         num_groups: int or None. Exactly this many groups; None chooses the number.
+        levels: int. Depths at which the branches split: 2 also gathers the groups into groups of groups
+            (`kmtl.grouping.suggest(levels=...)`).
         lookahead_rate: float. Size of the plain gradient step of the lookahead.
         branch_units: widths of each branch's Dense layers in the suggested model.
         plot: path of a PNG heatmap of the affinity, or None. An existing file is never replaced.
@@ -152,6 +155,7 @@ def group_recipe(
     check_run_settings(settings)
     epochs = _positive_int("epochs", epochs)
     repeats = _positive_int("repeats", repeats)
+    levels = _positive_int("levels", levels)
     if method not in METHODS:
         raise ValueError(f"Invalid value for `method`. Expected one of {list(METHODS)}. Received: method={method!r}")
     if isinstance(lookahead_rate, bool) or not isinstance(lookahead_rate, numbers.Real) or not lookahead_rate > 0:
@@ -191,7 +195,7 @@ def group_recipe(
     log(f"Measuring task affinity ({method}) on the {recipe.name} model: {epochs} epoch(s), {steps} steps, "
         f"{weighting} task weights, lookahead step {lookahead_rate:g}")
     grouping = suggest(model, train_data, method=method, k=num_groups, steps=steps, learning_rate=lookahead_rate,
-                       optimizer=model.optimizer, seed=seed, weighting=weighting)
+                       optimizer=model.optimizer, seed=seed, weighting=weighting, levels=levels)
     names = grouping.task_names
     partitions = {
         k: ([[names[i] for i in g] for g in groups], score)
@@ -202,7 +206,7 @@ def group_recipe(
     log("")
     log("Best groups for each number of groups k (score: the affinity kept within groups):")
     for k, (groups, score) in partitions.items():
-        mark = "  <- suggested" if groups == grouping.groups else ""
+        mark = "  <- suggested" if sorted(groups) == sorted(_leaf_groups(grouping.groups)) else ""
         log(f"  k={k:<2d} {score:9.4f}  {groups}{mark}")
     log("")
     log(_builder_lines(recipe, settings, overrides, grouping, trunk, branch_units, quick))
@@ -311,6 +315,17 @@ def _builder_lines(recipe, settings, overrides, grouping, trunk, branch_units, q
         "    model = " + grouping.builder_call("base.input", "features", "base.tasks", branch_units=branch_units),
         "    model = recipe.compile(model, settings)",
     ])
+
+
+def _leaf_groups(groups) -> list:
+    """The innermost groups of (nested) groups: the lists of task names that share a last branch."""
+    leaves = []
+    for group in groups:
+        if all(isinstance(item, str) for item in group):
+            leaves.append(list(group))
+        else:
+            leaves += _leaf_groups([item if not isinstance(item, str) else [item] for item in group])
+    return leaves
 
 
 def _two_components(dataset):

@@ -5,13 +5,16 @@
   branched model to build.
 - `branched(inputs, features, tasks, groups)`: a trunk shared by all tasks, one branch per group, a head per task.
 - `shared_features(model)`: the trunk of a model to branch from (its deepest complete shared feature vector).
-- `best_partitions(affinity, max_groups)`, `partition_score(affinity, groups)`: the partition search on its own.
+- `best_partitions(affinity, max_groups)`, `partition_score(affinity, groups)`: the partition search on its own;
+  `nest_groups(affinity, groups, levels)`: groups gathered into groups of groups, for branches that split twice.
 
 See docs/grouping.md.
 """
 
 from kmtl.grouping.branched import branched, shared_features
-from kmtl.grouping.partition import best_partitions, partition_score
+from kmtl.grouping.partition import best_partitions, nest_groups, partition_score
 from kmtl.grouping.suggestion import TaskGrouping, suggest
 
-__all__ = ["TaskGrouping", "best_partitions", "branched", "partition_score", "shared_features", "suggest"]
+__all__ = [
+    "TaskGrouping", "best_partitions", "branched", "nest_groups", "partition_score", "shared_features", "suggest"
+]

@@ -34,11 +34,16 @@ def branched(
     group's branch is that task's own), and the heads by none. One group of all tasks is hard sharing with a deeper
     trunk; one group per task is a trunk with a tower per task. `kmtl.grouping.suggest` chooses the groups.
 
+    Groups may nest, so tasks split at more than one depth (Lu et al. 2017): a group's items are task names, whose
+    heads read its branch, and groups, which branch off it again: the `h`-th subgroup of group `g` gets the branch
+    `branch_<g>_<h>` on top of `branch_<g>`, and so on. `[[["a1", "a2"], ["a3"]], ["b1", "b2"]]`: the a-tasks share
+    `branch_1`, then a1 and a2 share `branch_1_1` and a3 has `branch_1_2`; the b-tasks share `branch_2`.
+
     Args:
         inputs: Keras input tensor(s) of the model.
         features: symbolic tensor `(batch, d)` computed from `inputs` by any Keras layers (the shared trunk).
         tasks: list of `kmtl.Task`.
-        groups: list of lists of task names; every task in exactly one group.
+        groups: list of lists of task names (or nested groups); every task in exactly one group.
         branch_units: sequence of int. Widths of each branch's Dense layers (at least one).
         activation: str. Activation of the branch layers and the heads' hidden layers.
         head_units: sequence of int. Hidden widths of every task head.
@@ -72,34 +77,53 @@ def branched(
     head_units = check_widths("head_units", head_units)
     by_name = {t.name: t for t in tasks}
     outputs = {}
-    for number, group in enumerate(groups, start=1):
+
+    def grow(features, group, path):
         branch = keras.Sequential(
             [
-                keras.layers.Dense(width, activation=activation, name=f"branch_{number}_dense_{i}")
+                keras.layers.Dense(width, activation=activation, name=f"branch_{path}_dense_{i}")
                 for i, width in enumerate(branch_units, start=1)
             ],
-            name=f"branch_{number}",
+            name=f"branch_{path}",
         )(features)
-        for task_name in group:
-            outputs[task_name] = task_head(
-                by_name[task_name], branch, head_units, activation=activation, dropout=dropout
-            )
+        subgroups = 0
+        for item in group:
+            if isinstance(item, str):
+                outputs[item] = task_head(by_name[item], branch, head_units, activation=activation, dropout=dropout)
+            else:
+                subgroups += 1
+                grow(branch, item, f"{path}_{subgroups}")
+
+    for number, group in enumerate(groups, start=1):
+        grow(features, group, str(number))
     return MultiTaskModel(inputs, {t.name: outputs[t.name] for t in tasks}, name=name, tasks=tasks)
 
 
-def check_groups(groups, task_names: Sequence[str]) -> list[list[str]]:
-    """`groups` as a list of lists of task names, after checking that they partition `task_names`."""
-    if isinstance(groups, (str, bytes)) or not all(
-        isinstance(g, (list, tuple)) and all(isinstance(n, str) for n in g) for g in groups
-    ):
+def check_groups(groups, task_names: Sequence[str]) -> list:
+    """`groups` as (nested) lists of task names, after checking that they partition `task_names`.
+
+    A group holds task names and, for branches that split again, groups of its own (`[["a", "b"], [["c"], ["d"]]]`).
+    """
+
+    def valid(group):
+        return isinstance(group, (list, tuple)) and all(isinstance(i, str) or valid(i) for i in group)
+
+    if isinstance(groups, (str, bytes)) or not isinstance(groups, (list, tuple)) or not all(valid(g) for g in groups):
         raise ValueError(
-            "Invalid value for `groups`. Expected a list of lists of task names, e.g. [['a', 'b'], ['c']]. "
-            f"Received: groups={groups!r}"
+            "Invalid value for `groups`. Expected a list of lists of task names, e.g. [['a', 'b'], ['c']] (a group "
+            f"may hold groups of its own: [['a', 'b'], [['c'], ['d', 'e']]]). Received: groups={groups!r}"
         )
-    groups = [list(g) for g in groups]
-    seen = [n for g in groups for n in g]
+
+    def listed(group):
+        return [i if isinstance(i, str) else listed(i) for i in group]
+
+    def empty(group):
+        return not group or any(not isinstance(i, str) and empty(i) for i in group)
+
+    groups = [listed(g) for g in groups]
+    seen = [n for g in groups for n in group_tasks(g)]
     problems = []
-    if any(not g for g in groups):
+    if any(empty(g) for g in groups):
         problems.append("an empty group")
     unknown = sorted({n for n in seen if n not in task_names})
     if unknown:
@@ -116,6 +140,11 @@ def check_groups(groups, task_names: Sequence[str]) -> list[list[str]]:
             f"exactly one non-empty group. Received: groups={groups!r}"
         )
     return groups
+
+
+def group_tasks(group) -> list[str]:
+    """The task names in a (nested) group, in order."""
+    return [n for i in group for n in ([i] if isinstance(i, str) else group_tasks(i))]
 
 
 def shared_features(model: keras.Model):

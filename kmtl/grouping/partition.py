@@ -140,3 +140,60 @@ def _local_moves(pair, groups):
                     groups[target].append(task)
                     improved = True
     return groups
+
+
+
+def nest_groups(affinity: np.ndarray, groups, levels: int, *, exact_max_tasks: int = EXACT_MAX_TASKS) -> list:
+    """Gathers groups of tasks into groups of groups, up to `levels - 1` times: the groups whose tasks help each other
+    more than tasks of different groups do on average share a branch one level lower.
+
+    The affinity between two groups is the sum over their task pairs (both directions) of the task affinity minus
+    its mean over all pairs of tasks in different groups; the best partition of the groups by that (over every number
+    of parts, the fewer on a tie, `best_partitions`) gathers them. With fewer than three groups, or when the best
+    partition keeps every group apart or gathers them all, no level is added. The parts are gathered again, with one
+    level less, while `levels` allows.
+
+    Args:
+        affinity: float array `(T, T)`.
+        groups: sequence of sequences of task indices (a partition, e.g. `best_partitions`' best).
+        levels: int >= 1. Depths of branching; `1` returns the groups as they are.
+        exact_max_tasks: int. Largest number of groups searched exactly.
+
+    Returns:
+        list of groups: a group is a list of task indices, or (gathered) a list of groups, as `branched` takes them.
+
+    Example:
+
+    >>> blocks = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    >>> same, near = blocks[:, None] == blocks[None, :], blocks[:, None] // 2 == blocks[None, :] // 2
+    >>> affinity = np.where(same, 1.0, np.where(near, 0.0, -0.5))  # two groups of two groups of two
+    >>> nest_groups(affinity, [[0, 1], [2, 3], [4, 5], [6, 7]], levels=2)
+    [[[0, 1], [2, 3]], [[4, 5], [6, 7]]]
+    """
+    groups = [[int(i) for i in g] for g in groups]
+    return _nest(np.asarray(affinity, dtype=np.float64), groups, levels, exact_max_tasks)
+
+
+def _nest(affinity, nodes, levels, exact_max_tasks):
+    if levels <= 1 or len(nodes) < 3:
+        return nodes
+    members = [_flat(node) for node in nodes]
+    label = np.full(affinity.shape[0], -1)
+    for number, tasks in enumerate(members):
+        label[tasks] = number
+    used = label >= 0
+    across = (label[:, None] != label[None, :]) & used[:, None] & used[None, :]
+    centred = affinity - affinity[across].mean()
+    between = np.array([[centred[np.ix_(p, q)].sum() for q in members] for p in members])
+    found = best_partitions(between, len(nodes), exact_max_tasks=exact_max_tasks)
+    tolerance = 1e-9 * max(float(np.abs(between).max()), 1e-300) * len(nodes) ** 2  # rounding of a sum that is 0
+    chosen = max(found, key=lambda c: (found[c][1] > tolerance, found[c][1], -c))
+    if chosen in (1, len(nodes)) or found[chosen][1] <= tolerance:
+        return nodes
+    gathered = [[nodes[i] for i in part] if len(part) > 1 else nodes[part[0]] for part in found[chosen][0]]
+    return _nest(affinity, gathered, levels - 1, exact_max_tasks)
+
+
+def _flat(node):
+    return [i for item in node for i in ([item] if isinstance(item, (int, np.integer)) else _flat(item))]
+

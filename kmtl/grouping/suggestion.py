@@ -13,8 +13,8 @@ import tensorflow as tf
 from kmtl._checks import check_nonnegative_int, check_number, check_positive_int
 from kmtl._files import write_file
 from kmtl.grouping.affinity import METHODS, measure_affinity
-from kmtl.grouping.branched import branched
-from kmtl.grouping.partition import EXACT_MAX_TASKS, best_partitions
+from kmtl.grouping.branched import branched, group_tasks
+from kmtl.grouping.partition import EXACT_MAX_TASKS, best_partitions, nest_groups
 from kmtl.model import MultiTaskModel
 from kmtl.tasks.fit_checks import check_fit_data
 
@@ -28,8 +28,10 @@ class TaskGrouping:
         affinity: float array `(T, T)`, rows and columns in task order: entry `[i, j]` is task `i`'s affinity onto
             task `j` (lookahead: the relative drop of `j`'s loss after a step on `i`'s loss; gradient: the cosine
             of their gradients). The diagonal is a task's affinity onto itself; grouping ignores it.
-        groups: list of lists of task names, ordered by their first task in task order.
-        score: float. The groups' total within-group affinity (sum over ordered pairs of distinct tasks).
+        groups: list of lists of task names, ordered by their first task in task order; with `levels > 1` a group
+            may be a list of groups (nested lists), as `branched` takes them.
+        score: float. The (top-level) groups' total within-group affinity (sum over ordered pairs of distinct
+            tasks).
         scores: dict `{k: score}`. The best total found with exactly `k` groups, for each `k` searched.
         method: str. `"lookahead"` or `"gradient"`.
     """
@@ -115,7 +117,7 @@ class TaskGrouping:
             from matplotlib.figure import Figure
         except ImportError as error:
             raise ImportError('plot needs matplotlib, the optional extra `plots`: pip install "kmtl[plots]"') from error
-        order = [self.task_names.index(n) for g in self.groups for n in g]
+        order = [self.task_names.index(n) for g in self.groups for n in group_tasks(g)]
         names = [self.task_names[i] for i in order]
         matrix = self.affinity[np.ix_(order, order)]
         off = matrix[~np.eye(len(order), dtype=bool)]
@@ -136,7 +138,7 @@ class TaskGrouping:
             ax.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=8, color="white" if strong else "black")
         edge = -0.5
         for group in self.groups[:-1]:
-            edge += len(group)
+            edge += len(group_tasks(group))
             ax.axhline(edge, color="black", linewidth=1.5)
             ax.axvline(edge, color="black", linewidth=1.5)
 
@@ -160,6 +162,7 @@ def suggest(
     seed: int | None = 0,
     exact_max_tasks: int = EXACT_MAX_TASKS,
     weighting: str = "equal",
+    levels: int = 1,
 ) -> TaskGrouping:
     """Measures inter-task affinity in a short joint training and groups the tasks that help each other.
 
@@ -191,6 +194,10 @@ def suggest(
         weighting: `"equal"` (the plain sum of the task losses) or `"static"`: each task's loss times its
             `Task.loss_weight`, as `compile(weighting="static")` trains, and task `i`'s lookahead step is
             `learning_rate * loss_weight_i` times its gradient (for tasks whose losses have different units).
+        levels: int >= 1. Depths at which the branches split: with 2, the groups whose tasks help each other more
+            than tasks of different groups do on average are gathered into groups of groups
+            (`kmtl.grouping.nest_groups`), which share a branch before each group's own (Lu et al. 2017); 3 gathers
+            those again, and so on. The groups then nest, as `branched` takes them.
 
     Returns:
         `TaskGrouping` with `groups`, `affinity`, `plot(path)`, `builder_call()` and `build(inputs, features)`.
@@ -221,6 +228,7 @@ def suggest(
     batch_size = check_positive_int("batch_size", batch_size)
     learning_rate = check_number("learning_rate", learning_rate)
     exact_max_tasks = check_positive_int("exact_max_tasks", exact_max_tasks)
+    levels = check_positive_int("levels", levels)
     if seed is not None:
         seed = check_nonnegative_int("seed", seed)
         keras.utils.set_random_seed(seed)
@@ -246,10 +254,15 @@ def suggest(
     found = best_partitions(affinity, k or num_tasks, exact_max_tasks=exact_max_tasks)
     chosen = k or max(found, key=lambda c: (found[c][1], -c))
     groups, score = found[chosen]
+
+    def named(group):
+        return [model.task_names[i] if isinstance(i, (int, np.integer)) else named(i) for i in group]
+
+    groups = named(nest_groups(affinity, groups, levels, exact_max_tasks=exact_max_tasks))
     return TaskGrouping(
         tasks=tuple(model.tasks),
         affinity=affinity,
-        groups=[[model.task_names[i] for i in g] for g in groups],
+        groups=groups,
         score=score,
         scores={c: s for c, (_, s) in sorted(found.items())},
         method=method,
