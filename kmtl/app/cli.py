@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="affinity: loss change after a lookahead step (Fifty et al. 2021) or gradient cosine")
     group.add_argument("--groups", dest="num_groups", type=_positive_int, metavar="K",
                        help="exactly K groups (default: the best number)")
+    group.add_argument("--levels", type=_positive_int, default=1,
+                       help="depths at which branches split: 2 also gathers groups into groups of groups (default: 1)")
     group.add_argument("--lookahead-rate", type=_positive_float, default=0.01, help="lookahead step (default: 0.01)")
     group.add_argument("--branch-units", type=_number(lambda t: tuple(int(u) for u in t.split(",")),
                        lambda v: all(u >= 1 for u in v), "positive integers, e.g. 32 or 32,16"), default=(32,),
@@ -201,7 +203,7 @@ def _run(args) -> int:
         from kmtl.app.group import group_recipe
 
         settings = _settings(args)
-        group_recipe(args.recipe, epochs=settings.pop("epochs", 1), method=args.method, num_groups=args.num_groups,
+        group_recipe(args.recipe, epochs=settings.pop("epochs", 1), method=args.method, num_groups=args.num_groups, levels=args.levels,
                      lookahead_rate=args.lookahead_rate, branch_units=args.branch_units, plot=args.plot,
                      train=args.train, export_dir=args.export_dir, compare=args.compare, repeats=args.repeats,
                      quick=args.quick, seed=args.seed, verbose=args.verbose, **settings)
