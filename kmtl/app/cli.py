@@ -205,8 +205,8 @@ def _run(args) -> int:
         settings = _settings(args)
         group_recipe(args.recipe, epochs=settings.pop("epochs", 1), method=args.method, num_groups=args.num_groups,
                      levels=args.levels, lookahead_rate=args.lookahead_rate, branch_units=args.branch_units,
-                     plot=args.plot, train=args.train, export_dir=args.export_dir, compare=args.compare, repeats=args.repeats,
-                     quick=args.quick, seed=args.seed, verbose=args.verbose, **settings)
+                     plot=args.plot, train=args.train, export_dir=args.export_dir, compare=args.compare,
+                     repeats=args.repeats, quick=args.quick, seed=args.seed, verbose=args.verbose, **settings)
         return 0
     from kmtl.app.tune import tune_recipe
 
