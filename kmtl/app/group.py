@@ -159,7 +159,10 @@ def group_recipe(
     if method not in METHODS:
         raise ValueError(f"Invalid value for `method`. Expected one of {list(METHODS)}. Received: method={method!r}")
     if isinstance(lookahead_rate, bool) or not isinstance(lookahead_rate, numbers.Real) or not lookahead_rate > 0:
-        raise ValueError(f"Invalid value for `lookahead_rate`. Expected a positive number. Received: {lookahead_rate!r}")
+        raise ValueError(
+            "Invalid value for `lookahead_rate`. Expected a positive number. "
+            f"Received: lookahead_rate={lookahead_rate!r}"
+        )
     branch_units = tuple(branch_units)
     if not branch_units or any(isinstance(u, bool) or not isinstance(u, numbers.Integral) or u < 1
                                for u in branch_units):
@@ -215,8 +218,9 @@ def group_recipe(
         run.plot_path = grouping.plot(plot)
         log(f"\nAffinity heatmap: {run.plot_path}")
     if train:
-        run.model, run.report, run.export_path = _train_suggested(recipe, settings, data, grouping.groups, branch_units, folder,
-                                                       seed, verbose, log)
+        run.model, run.report, run.export_path = _train_suggested(
+            recipe, settings, data, grouping.groups, branch_units, folder, seed, verbose, log
+        )
     if compare:
         run.comparison = compare_layouts(recipe, settings, grouping.groups, branch_units=branch_units,
                                          seeds=[seed + r for r in range(repeats)], data_seed=seed, verbose=verbose)
