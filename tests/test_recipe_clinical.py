@@ -103,10 +103,22 @@ def test_sequence_mean_averages_real_steps_only_and_is_registered():
 
 def test_stay_readout_feeds_the_phenotype_head_the_last_step_and_the_mean():
     last = ct.build_model("lstm", stay_readout="last", **TINY)
-    both = ct.build_model("lstm", **TINY)  # the default, "last_and_mean"
+    both = ct.build_model("lstm", stay_readout="last_and_mean", **TINY)
     assert both.get_layer("phenotype_summary").output.shape == (None, 2 * TINY["units"])
     assert "phenotype_summary" not in [layer.name for layer in last.layers]
     assert both.get_layer("mortality").__class__ is SequenceReadout  # mortality is still read at hour 48
+
+
+def test_default_stay_readout_adds_each_input_channels_mean_and_mean_square_over_real_steps():
+    model = ct.build_model("lstm", num_features=3, **TINY)  # the default, "last_mean_and_inputs"; identity scaling
+    summary = keras.Model(model.inputs, model.get_layer("phenotype_summary").output)
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype("float32")
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], "float32")
+    pooled = keras.ops.convert_to_numpy(summary({"features": x, "mask": mask}))[:, 2 * TINY["units"]:]
+    for i, steps in enumerate((3, 5)):
+        real = x[i, :steps]
+        np.testing.assert_allclose(pooled[i], np.concatenate([real.mean(0), (real**2).mean(0)]), rtol=1e-5, atol=1e-6)
+    assert model.get_layer("mortality").__class__ is SequenceReadout  # mortality still reads hour 48 only
 
 
 # === Data ===

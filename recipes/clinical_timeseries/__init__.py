@@ -54,10 +54,10 @@ DESCRIPTION = "Channel-wise or plain LSTM for the MIMIC-III benchmark's 4 ICU ta
 
 # The model's defaults: `build_model`'s argument defaults and the settings `kmtl train` runs with (one source).
 MODEL_DEFAULTS = {"model": "channelwise", "channel_units": 8, "shared_units": 64, "units": 64, "depth": 1,
-                  "dropout": 0.1, "deep_supervision": 0.0, "stay_readout": "last_and_mean"}
+                  "dropout": 0.1, "deep_supervision": 0.0, "stay_readout": "last_mean_and_inputs"}
 # Training defaults used by `kmtl train clinical-timeseries`; `QUICK` overrides them for `--quick` runs.
 DEFAULTS = {
-    "epochs": 4,
+    "epochs": 8,
     "batch_size": 16,
     "weighting": "uncertainty",
     "learning_rate": 3e-3,
@@ -117,8 +117,10 @@ def build_model(
             the end of the sequence without deep supervision: otherwise a prediction at step t would see steps
             after t (the benchmark also runs its multitask models forward only).
         stay_readout: str. How a whole-stay task read at the end of the stay (`phenotype`) reads the sequence:
-            `"last"` (the last real step, as the benchmark) or `"last_and_mean"` (the last real step's features
-            beside their mean over the real steps).
+            `"last"` (the last real step, as the benchmark), `"last_and_mean"` (the last real step's features
+            beside their mean over the real steps) or `"last_mean_and_inputs"` (those, and each normalised input
+            channel's mean and mean square over the real steps: the pooled statistics a logistic regression on the
+            stay reads, next to what the LSTM learned).
 
     Returns:
         `kmtl.MultiTaskModel` with one output per task (and per deep-supervision copy).
@@ -165,7 +167,7 @@ def build_model(
 
     # === Heads ===
     all_tasks = nets.with_deep_supervision(tasks, deep_supervision)
-    outputs = nets.attach_heads(all_tasks, sequence, mask, readout_steps, stay_readout)
+    outputs = nets.attach_heads(all_tasks, sequence, mask, readout_steps, stay_readout, inputs=x)
     name = f"clinical_{model}"
     return kmtl.MultiTaskModel({"features": features, "mask": mask}, outputs, name=name, tasks=all_tasks)
 

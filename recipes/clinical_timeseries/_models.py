@@ -22,7 +22,7 @@ import kmtl
 from kmtl.layers import ChannelGroups, GroupedLSTM, SequenceMean, SequenceReadout
 
 MODELS = ("channelwise", "lstm")
-STAY_READOUTS = ("last", "last_and_mean")
+STAY_READOUTS = ("last", "last_and_mean", "last_mean_and_inputs")
 PER_STEP_SUFFIX = "_per_step"
 
 
@@ -86,14 +86,16 @@ def per_step_copy(task: kmtl.Task, **changes) -> kmtl.Task:
 
 
 def attach_heads(tasks: Sequence[kmtl.Task], sequence, mask, readout_steps: Mapping[str, int],
-                 stay_readout: str = "last") -> dict:
+                 stay_readout: str = "last", inputs=None) -> dict:
     """One output per task. Per-step tasks: a head at every step. Whole-stay tasks: the same kind of per-step head
     (shared with its `<task>_per_step` copy when deep supervision trains one), read at `readout_steps[task]` or at
     the last real step.
 
     With `stay_readout="last_and_mean"`, a whole-stay task read at the end of the stay (no read-out step, e.g.
     `phenotype`) instead gets a head on the last real step's features beside their mean over the real steps, so
-    signs seen early in the stay reach it directly (its deep-supervision copy keeps its own per-step head).
+    signs seen early in the stay reach it directly (its deep-supervision copy keeps its own per-step head). With
+    `"last_mean_and_inputs"` that head also reads `inputs` (the normalised features) pooled over the real steps:
+    each channel's mean and mean square, i.e. its level and spread over the stay.
     """
     names = {t.name for t in tasks}
     outputs, per_step_heads = {}, {}
@@ -104,10 +106,15 @@ def attach_heads(tasks: Sequence[kmtl.Task], sequence, mask, readout_steps: Mapp
         if task.per_step:
             continue
         step = readout_steps.get(task.name)
-        if stay_readout == "last_and_mean" and step is None:
+        if stay_readout != "last" and step is None:
             last = SequenceReadout(None, name=f"{task.name}_last")([sequence, mask])
             mean = SequenceMean(name=f"{task.name}_mean")([sequence, mask])
-            summary = keras.layers.Concatenate(name=f"{task.name}_summary")([last, mean])
+            parts = [last, mean]
+            if stay_readout == "last_mean_and_inputs":
+                squares = keras.layers.Multiply(name=f"{task.name}_input_squares")([inputs, inputs])
+                parts.append(SequenceMean(name=f"{task.name}_input_mean")([inputs, mask]))
+                parts.append(SequenceMean(name=f"{task.name}_input_square_mean")([squares, mask]))
+            summary = keras.layers.Concatenate(name=f"{task.name}_summary")(parts)
             outputs[task.name] = kmtl.heads.task_head(task, summary)
             continue
         twin = task.name + PER_STEP_SUFFIX
