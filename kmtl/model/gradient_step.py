@@ -64,12 +64,17 @@ class GradientStep:
                 y_pred = plan.heads_output(cut, x)
             else:
                 y_pred = self(x, training=True)
-            losses = self.task_losses(y, y_pred, sample_weight, grouped=False)
+            # Each task's gradient is taken from its own loss tensor: one from an entry of the stacked losses would
+            # also go back, with zeros, through every other task's loss and head.
+            task_losses = self.separate_task_losses(y, y_pred, sample_weight)
+            losses = tf.stack(task_losses)
             regularization = self._regularization_loss()
             # Everything differentiated is formed inside the tape: a target formed after it has no gradient.
-            scaled = losses * tf.cast(scale, losses.dtype) if scale is not None else losses
-            task_losses = [scaled[i] for i in range(len(self.tasks))]
-            scaled_sum = tf.reduce_sum(scaled)
+            scaled = losses
+            if scale is not None:
+                task_losses = [loss * tf.cast(scale, loss.dtype) for loss in task_losses]
+                scaled = tf.stack(task_losses)
+            scaled_sum = tf.add_n(task_losses)
             # Every replica computes the whole regularisation loss, and the optimizer sums replicas' gradients.
             regularization_target = regularization / replicas
             if scale is not None:
