@@ -171,3 +171,9 @@ def test_shared_features_is_the_last_complete_shared_vector():
     side = {"a": keras.layers.Dense(1, name="a")(h), "b": keras.layers.Dense(1, name="b", activation="sigmoid")(
         keras.layers.Concatenate()([h, x]))}
     assert kmtl.grouping.shared_features(kmtl.MultiTaskModel(x, side, tasks=tasks)) is None
+    # Tasks per token read a sequence; the shared (batch, steps) token ids are no feature vector.
+    tokens = keras.Input((5,), dtype="int32", name="tokens")
+    embedded = keras.layers.Embedding(10, 3, name="embedding")(keras.layers.Hashing(10, name="ids")(tokens))
+    per_step = [Task("p", "regression", per_step=True), Task("q", "regression", per_step=True)]
+    heads = {t.name: keras.layers.Dense(1, name=t.name)(embedded) for t in per_step}
+    assert kmtl.grouping.shared_features(kmtl.MultiTaskModel(tokens, heads, tasks=per_step)) is None

@@ -156,23 +156,7 @@ def group_recipe(
     epochs = _positive_int("epochs", epochs)
     repeats = _positive_int("repeats", repeats)
     levels = _positive_int("levels", levels)
-    if method not in METHODS:
-        raise ValueError(f"Invalid value for `method`. Expected one of {list(METHODS)}. Received: method={method!r}")
-    if isinstance(lookahead_rate, bool) or not isinstance(lookahead_rate, numbers.Real) or not lookahead_rate > 0:
-        raise ValueError(
-            "Invalid value for `lookahead_rate`. Expected a positive number. "
-            f"Received: lookahead_rate={lookahead_rate!r}"
-        )
-    branch_units = tuple(branch_units)
-    if not branch_units or any(isinstance(u, bool) or not isinstance(u, numbers.Integral) or u < 1
-                               for u in branch_units):
-        raise ValueError(
-            f"Invalid value for `branch_units`. Expected one or more positive ints. Received: {branch_units!r}"
-        )
-    if export_dir is not None and not train:
-        raise ValueError("`export_dir` exports the trained suggested model: pass `train=True` (--train) too.")
-    if plot is not None:
-        _check_plot_path(plot)
+    branch_units = _check_arguments(method, lookahead_rate, branch_units, plot, train, export_dir)
     folder = export_folder(recipe, export_dir, quick)
     if folder is not None:
         folder = folder.with_name(recipe.module_name + GROUPED_SUFFIX + ("_quick" if quick else ""))
@@ -190,7 +174,7 @@ def group_recipe(
         raise ValueError(
             f"The {recipe.name} recipe's model has no shared feature vector that every task's output is computed "
             "from (its tasks read sequences, images or several tensors), so there is no trunk to branch from: "
-            "--train and --compare need one. The affinity and groups are measured without them."
+            "--train and --compare need one. Without them the affinity and groups are measured."
         )
     train_data = _two_components(data.train)
     steps = epochs * _batches_per_epoch(train_data)
@@ -204,15 +188,9 @@ def group_recipe(
         k: ([[names[i] for i in g] for g in groups], score)
         for k, (groups, score) in best_partitions(grouping.affinity, len(names)).items()
     }
+    _log_grouping(log, grouping, partitions)
     log("")
-    log(str(grouping))
-    log("")
-    log("Best groups for each number of groups k (score: the affinity kept within groups):")
-    for k, (groups, score) in partitions.items():
-        mark = "  <- suggested" if sorted(groups) == sorted(_leaf_groups(grouping.groups)) else ""
-        log(f"  k={k:<2d} {score:9.4f}  {groups}{mark}")
-    log("")
-    log(_builder_lines(recipe, settings, overrides, grouping, trunk, branch_units, quick))
+    log(_builder_lines(recipe, overrides, grouping, trunk, branch_units, quick))
     run = GroupRun(grouping=grouping, partitions=partitions, trunk=trunk)
     if plot is not None:
         run.plot_path = grouping.plot(plot)
@@ -269,7 +247,7 @@ def compare_layouts(recipe: Recipe, settings: dict, groups, *, branch_units=(32,
     for seed in seeds:
         done = {}
         for layout, layout_groups in layouts.items():
-            key = tuple(sorted(tuple(sorted(g)) for g in layout_groups))
+            key = _canonical(layout_groups)
             if key not in done:
                 data = load()
                 keras.utils.set_random_seed(seed)
@@ -301,7 +279,40 @@ def _train_suggested(recipe, settings, data, groups, branch_units, folder, seed,
     return model, report, export_path
 
 
-def _builder_lines(recipe, settings, overrides, grouping, trunk, branch_units, quick) -> str:
+def _check_arguments(method, lookahead_rate, branch_units, plot, train, export_dir) -> tuple:
+    """Checks what needs no data; returns `branch_units` as a tuple."""
+    if method not in METHODS:
+        raise ValueError(f"Invalid value for `method`. Expected one of {list(METHODS)}. Received: method={method!r}")
+    if isinstance(lookahead_rate, bool) or not isinstance(lookahead_rate, numbers.Real) or not lookahead_rate > 0:
+        raise ValueError(
+            "Invalid value for `lookahead_rate`. Expected a positive number. "
+            f"Received: lookahead_rate={lookahead_rate!r}"
+        )
+    branch_units = tuple(branch_units)
+    if not branch_units or any(isinstance(u, bool) or not isinstance(u, numbers.Integral) or u < 1
+                               for u in branch_units):
+        raise ValueError(
+            f"Invalid value for `branch_units`. Expected one or more positive ints. Received: {branch_units!r}"
+        )
+    if export_dir is not None and not train:
+        raise ValueError("`export_dir` exports the trained suggested model: pass `train=True` (--train) too.")
+    if plot is not None:
+        _check_plot_path(plot)
+    return branch_units
+
+
+def _log_grouping(log, grouping, partitions) -> None:
+    log("")
+    log(str(grouping))
+    log("")
+    log("Best groups for each number of groups k (score: the affinity kept within groups):")
+    suggested = sorted(_leaf_groups(grouping.groups))
+    for k, (groups, score) in partitions.items():
+        mark = "  <- suggested" if sorted(groups) == suggested else ""
+        log(f"  k={k:<2d} {score:9.4f}  {groups}{mark}")
+
+
+def _builder_lines(recipe, overrides, grouping, trunk, branch_units, quick) -> str:
     if trunk is None:
         return ("Suggested groups, for a branched model on your own trunk (this recipe's model has no shared feature "
                 "vector to branch from):\n    " + grouping.builder_call(branch_units=branch_units))
@@ -319,6 +330,11 @@ def _builder_lines(recipe, settings, overrides, grouping, trunk, branch_units, q
         "    model = " + grouping.builder_call("base.input", "features", "base.tasks", branch_units=branch_units),
         "    model = recipe.compile(model, settings)",
     ])
+
+
+def _canonical(group) -> tuple:
+    """(Nested) groups as nested tuples in a fixed order: equal for layouts that build the same branches."""
+    return tuple(sorted((item if isinstance(item, str) else _canonical(item) for item in group), key=repr))
 
 
 def _leaf_groups(groups) -> list:

@@ -150,7 +150,7 @@ def group_tasks(group) -> list[str]:
 def shared_features(model: keras.Model):
     """The deepest shared feature vector of a multi-task model: the output of the last shared layer from which every
     task's output is computed alone (all paths from the inputs to the outputs pass through it), if it is a
-    `(batch, d)` tensor of a layer called once.
+    floating-point `(batch, d)` tensor of a layer called once.
 
     It is the trunk to keep when replacing what follows it by `branched`'s branches: for a `hard_sharing` model the
     tensor its heads read; for a model that shares partly after it (e.g. `split`), the last feature vector before
@@ -178,6 +178,7 @@ def shared_features(model: keras.Model):
         op for op in sorted(shared, key=lambda op: order.get(id(op), -1))
         if isinstance(op, keras.layers.Layer) and not isinstance(op, keras.layers.InputLayer)
         and call_count(op) == 1 and len(keras.tree.flatten(op.output)) == 1 and len(op.output.shape) == 2
+        and keras.backend.is_float_dtype(op.output.dtype)  # not token ids or other lookups
     ]
     for layer in reversed(candidates):
         if any(layer.output is t for t in keras.tree.flatten(model.output)):
