@@ -1,6 +1,7 @@
 """`kmtl group RECIPE` (kmtl.app.group): affinity of a recipe's tasks, the suggested groups, the builder call a
 user pastes, the heatmap, training and export of the suggested model, and the layout comparison."""
 
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -145,6 +146,17 @@ def test_bad_group_arguments_are_refused_before_any_data_loads(argv, fragment, c
         status = raised.code
     assert status == 2
     assert fragment in capsys.readouterr().err
+
+
+def test_train_and_compare_need_a_trunk_and_say_so_before_measuring(planted_recipe):
+    def towers(width=8, tasks=None):  # each task its own layer on the input: nothing shared to branch from
+        x = keras.Input((8,), name="x")
+        return kmtl.MultiTaskModel({"x": x}, {n: keras.layers.Dense(1, name=n)(x) for n in NAMES},
+                                   tasks=[Task(n, "regression") for n in NAMES])
+
+    recipe = dataclasses.replace(planted_recipe, name="towers", build_model=towers)
+    with pytest.raises(ValueError, match="no trunk to branch from: --train and --compare need one"):
+        group_recipe(recipe, compare=True)
 
 
 def test_group_help_imports_no_tensorflow():
