@@ -167,4 +167,4 @@ def _aggregate(strategy, grads, losses, scale, context, replicas, per_example=Fa
         # The optimizer sums replicas' parameter gradients: the parts of the global direction add up.
         return tf.slice(direction, [offset], [columns]), weights
     # Every replica holds the same global direction, and the optimizer sums replicas' gradients.
-    return direction / replicas, weights
+    return (direction / replicas if replicas > 1 else direction), weights
