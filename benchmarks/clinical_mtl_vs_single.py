@@ -1,8 +1,8 @@
 """Multitask against single-task: the clinical recipe's channel-wise LSTM on each task alone and on all together.
 
 For each data source (kmtl's synthetic ICU stays, and the embedded PBC follow-ups `pbcseq`), one channel-wise LSTM
-is trained on all of the source's tasks at once (the recipe's benchmark loss weights, `weighting="static"`), and the
-same architecture is trained once per task on that task alone. Every model gets the same budget: the same
+is trained on all of the source's tasks at once (the recipe's default weighting and read-out), and the same
+architecture is trained once per task on that task alone. Every model gets the same budget: the same
 training split, batch size, number of epochs (so the same number of steps), learning rate and seed. Each model is
 scored on the test split at its last epoch (no early stopping, no tuning) with the recipe's `benchmark_metrics`:
 AUROC / AUPRC for binary tasks, linear kappa for length of stay and stage, macro AUROC for phenotypes, mean
@@ -10,7 +10,7 @@ absolute deviation for regression. Splits keep each patient in one part.
 
 Usage:
     python benchmarks/clinical_mtl_vs_single.py [--sources synthetic pbcseq] [--num-stays N] [--epochs E]
-        [--batch-size B] [--seed S] [--units U]
+        [--batch-size B] [--seed S] [--units U] [--stay-readout last|last_and_mean|last_mean_and_inputs]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
 from kmtl.recipes import clinical_timeseries as ct  # noqa: E402
+from kmtl.recipes.clinical_timeseries._models import STAY_READOUTS  # noqa: E402
 
 # Metrics shown per task, higher is better unless listed in LOWER_IS_BETTER.
 SHOWN = ("auroc", "auprc", "kappa", "auroc_macro", "mad")
@@ -37,7 +38,7 @@ def train_and_score(source, tasks, args):
     splits = ct.load_data(source, batch_size=args.batch_size, seed=args.seed, num_stays=args.num_stays,
                           max_steps=args.max_steps, tasks=tasks)
     model = ct.build_model("channelwise", channel_units=args.channel_units, shared_units=args.units,
-                           dropout=args.dropout, **splits.model_settings)
+                           dropout=args.dropout, stay_readout=args.stay_readout, **splits.model_settings)
     ct.compile_model(model, learning_rate=args.learning_rate)
     start = time.perf_counter()
     model.fit(splits.train, epochs=args.epochs, verbose=0, shuffle=False)
@@ -89,6 +90,8 @@ def main(argv=None) -> int:
     parser.add_argument("--units", type=int, default=32, help="units of the shared LSTM")
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stay-readout", default=ct.DEFAULTS["stay_readout"], choices=STAY_READOUTS,
+                        help="how whole-stay tasks read the sequence (default: the recipe's)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     results = {source: compare(source, args) for source in args.sources}
