@@ -160,7 +160,8 @@ def test_model_weights_supplementary_series_lower_and_normalises_the_history():
     # The squared error in standardised units, the supplementary series' times 0.25.
     assert weight == {"gdp_growth": (1.0, False), "unemployment_change": (pytest.approx(1 / 0.4**2), False),
                       "investment_growth": (pytest.approx(0.25 / 5.0**2), True)}
-    assert sorted(model.output) == sorted(weight) and model.get_layer("split_shared_1").units == 2
+    # The default split: 3 of each layer's 4 units shared (shared_fraction 0.75).
+    assert sorted(model.output) == sorted(weight) and model.get_layer("split_shared_1").units == 3
     # The normalisation reads the given statistics: the history (mean + std) is an input of ones.
     layer = model.get_layer("history_normalized")
     ones = layer(np.broadcast_to(mean + std, (1, 4, 9)).astype("float32")).numpy()
