@@ -197,7 +197,9 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", default=None, help="strategy names to time (equal always is)")
     parser.add_argument("--rep-grad-at", type=int, nargs="*", default=[4], help="T values with rep-grad variants")
     parser.add_argument("--jacobian-for", nargs="*", default=["mgda", "pcgrad"], help="strategies timed with jacobian")
-    parser.add_argument("--first-step-tasks", type=int, default=128, help="T of the time-to-first-step model")
+    parser.add_argument(
+        "--first-step-tasks", type=int, default=128, help="T of the time-to-first-step model (0: not timed)"
+    )
     parser.add_argument(
         "--hand-written", nargs="*", default=["pcgrad", "mgda", "cagrad", "graddrop"],
         help="gradient-level strategies also timed as a hand-written per-task loop",
@@ -236,6 +238,8 @@ def main(argv=None):
             loop = results[t].get(f"{label} hand-written")
             cells.append(cell + (f", {results[t][label] / loop:.2f}x" if loop else ""))
         print(f"| {label} | " + " | ".join(cells) + " |")
+    if args.first_step_tasks <= 0:
+        return
     print(f"\nTime to first step (build + compile + trace + step), T = {args.first_step_tasks} stacked heads:")
     for metrics in ([False] if args.quick else [False, True]):
         seconds = first_step_seconds(args.first_step_tasks, metrics)
