@@ -379,7 +379,7 @@ def test_declared_defaults_are_build_models_defaults():
 # === Learning (slow) ===
 
 
-@pytest.mark.slow  # about a minute on 2 CPU cores: three epochs on 240 synthetic stays
+@pytest.mark.slow  # about 35 s on 2 loaded CPU cores: three epochs on 240 synthetic stays
 def test_channelwise_model_learns_the_synthetic_tasks():
     keras.utils.set_random_seed(0)
     data = ct.load_data(num_stays=240, batch_size=16, seed=1)
@@ -388,6 +388,7 @@ def test_channelwise_model_learns_the_synthetic_tasks():
     scores = ct.benchmark_metrics(model, data.test)
     # An untrained model scores about 0.5; the tasks' signal is in the vitals (see kmtl.data.icu).
     assert scores["decompensation"]["auroc"] > 0.75
+    assert scores["length_of_stay"]["kappa"] > 0.1  # 0.22 here; a model predicting one bucket scores 0
     assert scores["phenotype"]["auroc_micro"] > 0.55
 
 
