@@ -1,5 +1,6 @@
 """`kmtl.grouping`: affinity measurement, the partition search, the branched builder and `suggest` end to end."""
 
+import importlib.util
 import itertools
 import sys
 
@@ -387,7 +388,7 @@ def test_branched_nests_branches_for_groups_of_groups():
 
 
 @pytest.mark.slow  # ~6 s: 200 measured training steps
-def test_suggest_recovers_a_two_level_group_structure():
+def test_suggest_recovers_a_two_level_group_structure(tmp_path):
     x, labels = two_level_regression()
     order = ["a1", "b1", "a3", "b3", "a2", "b2", "a4", "b4"]  # interleaved: task order gives nothing away
     grouping = kmtl.grouping.suggest(lambda: trunk_model(order, width=4), (x, labels), steps=200, learning_rate=0.05,
@@ -400,3 +401,5 @@ def test_suggest_recovers_a_two_level_group_structure():
     assert {v.path.split("/")[0] for v in model.shared_variables} == {
         "trunk", "branch_1", "branch_1_1", "branch_1_2", "branch_2", "branch_2_1", "branch_2_2"
     }
+    if importlib.util.find_spec("matplotlib"):  # the heatmap orders the tasks by nested group
+        assert grouping.plot(tmp_path / "nested.png").read_bytes().startswith(PNG_SIGNATURE)

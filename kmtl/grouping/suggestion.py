@@ -97,7 +97,8 @@ class TaskGrouping:
         return branched(inputs, features, list(self.tasks if tasks is None else tasks), self.groups, **kwargs)
 
     def plot(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Writes a heatmap of the affinity matrix as a PNG, tasks ordered by group, with lines between groups.
+        """Writes a heatmap of the affinity matrix as a PNG, tasks ordered by group, with lines between groups
+        (dashed between the subgroups of nested groups).
 
         The colour scale is centred at 0 and set by the largest off-diagonal entry (the diagonal, a task's affinity
         onto itself, is usually far larger); every cell is labelled with its value.
@@ -136,11 +137,20 @@ class TaskGrouping:
         for (i, j), value in np.ndenumerate(matrix):
             strong = limit and abs(value) > 0.6 * limit
             ax.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=8, color="white" if strong else "black")
-        edge = -0.5
-        for group in self.groups[:-1]:
-            edge += len(group_tasks(group))
-            ax.axhline(edge, color="black", linewidth=1.5)
-            ax.axvline(edge, color="black", linewidth=1.5)
+
+        def draw_lines(groups, start, depth):  # solid between groups, dashed between the subgroups of a group
+            edge = start
+            for number, group in enumerate(groups):
+                subgroups = [item for item in group if not isinstance(item, str)]
+                if subgroups and len(subgroups) == len(group):
+                    draw_lines(subgroups, edge, depth + 1)
+                edge += len(group_tasks(group))
+                if number < len(groups) - 1:
+                    style = {"linestyle": "-" if depth == 0 else "--", "linewidth": 1.5 if depth == 0 else 0.8}
+                    ax.axhline(edge, color="black", **style)
+                    ax.axvline(edge, color="black", **style)
+
+        draw_lines(self.groups, -0.5, 0)
 
         def save(temporary):
             with open(temporary, "wb") as handle:
