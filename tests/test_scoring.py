@@ -39,19 +39,21 @@ def test_multitask_score_by_hand():
 
 
 def test_checkpoint_and_tuning_objective_log_the_same_val_mtl_score(tmp_path):
+    """Both mean the weighted skill over the same references by `val_mtl_score`."""
     x = keras.Input((3,), name="x")
     tasks = [kmtl.Task("a", "binary"), kmtl.Task("r", "regression")]
     model = kmtl.builders.hard_sharing(x, keras.layers.Dense(2, name="shared")(x), tasks)
     model.compile(optimizer="sgd")
     logs_for = lambda auc, mae: {"val_a_auc": auc, "val_r_mae": mae, "a_auc": auc, "r_mae": mae}  # noqa: E731
-    checkpoint = selection.MultiTaskCheckpoint(tmp_path / "best.keras", metrics={"a": "auc", "r": "mae"},
+    references = {"a": 0.5, "r": 4.0}
+    checkpoint = selection.MultiTaskCheckpoint(tmp_path / "best.keras", references=references,
                                                weights={"a": 3.0, "r": 1.0})
     checkpoint.set_model(model)
     checkpoint.on_train_begin()
-    tuning = objective.MultiTaskObjective({"a": "auc", "r": "mae"}, weights={"a": 3.0, "r": 1.0})
+    tuning = objective.MultiTaskObjective.from_tasks(tasks, weights={"a": 3.0, "r": 1.0}, references=references)
     for epoch, (auc, mae) in enumerate([(0.5, 2.0), (0.6, 2.5)]):
         from_checkpoint, from_tuning = logs_for(auc, mae), logs_for(auc, mae)
         checkpoint.on_epoch_end(epoch, from_checkpoint)
         tuning.callback().on_epoch_end(epoch, from_tuning)
         assert from_checkpoint["val_mtl_score"] == pytest.approx(from_tuning["val_mtl_score"], abs=1e-12)
-        assert from_tuning["val_mtl_score"] == pytest.approx((3 * auc + 1 / (1 + mae)) / 4)
+        assert from_tuning["val_mtl_score"] == pytest.approx((3 * (2 * auc - 1) + 1 - mae / 4.0) / 4)

@@ -1,4 +1,5 @@
-"""`MultiTaskCheckpoint`: keeps the best model by Δm or by a weighted mean of normalised task metrics."""
+"""`MultiTaskCheckpoint`: keeps the best model by Δm, by skill over trivial predictors (tests/test_primary_skill.py)
+or by the scaled mean of task metrics."""
 
 import os
 
@@ -55,19 +56,21 @@ def test_saves_only_when_delta_m_improves(tmp_path, model):
     assert [p.name for p in tmp_path.iterdir()] == ["best.keras"]  # no temporary file left behind
 
 
-def test_weighted_mean_of_normalised_metrics(tmp_path, model):
-    """kmtl's one multi-task score: a metric to maximise as is, an error e as 1 / (1 + e / scale)."""
+def test_weighted_mean_of_scaled_metrics(tmp_path, model):
+    """Without references: a metric to maximise as is, an error e as 1 / (1 + e / scale), as val_mtl_scaled_score
+    (the earlier val_mtl_score, which now means the skill only)."""
     path = tmp_path / "best.keras"
     checkpoint = MultiTaskCheckpoint(path, weights={"a": 3.0, "r": 1.0}, scales={"r": 2.0})
     checkpoint.set_model(model)
     checkpoint.on_train_begin()
     # Defaults: `auc` for the binary task, `mae` for the regression task (lower is better).
-    assert _epoch(checkpoint, 0, auc=0.5, mae=2.0, model=model)["val_mtl_score"] == pytest.approx((3 * 0.5 + 0.5) / 4)
+    logs = _epoch(checkpoint, 0, auc=0.5, mae=2.0, model=model)
+    assert logs["val_mtl_scaled_score"] == pytest.approx((3 * 0.5 + 0.5) / 4) and "val_mtl_score" not in logs
     logs = _epoch(checkpoint, 1, auc=0.6, mae=2.5, model=model)
-    assert logs["val_mtl_score"] == pytest.approx((3 * 0.6 + 1 / (1 + 2.5 / 2)) / 4)
+    assert logs["val_mtl_scaled_score"] == pytest.approx((3 * 0.6 + 1 / (1 + 2.5 / 2)) / 4)
     assert _saved_kernel(path) == 1.0
     logs = _epoch(checkpoint, 2, auc=0.6, mae=4.0, model=model)  # worse: the file keeps epoch 1
-    assert logs["val_mtl_score"] == pytest.approx((3 * 0.6 + 1 / 3) / 4)
+    assert logs["val_mtl_scaled_score"] == pytest.approx((3 * 0.6 + 1 / 3) / 4)
     assert _saved_kernel(path) == 1.0 and checkpoint.best_epoch == 1
 
 
@@ -99,6 +102,10 @@ def test_refuses_an_existing_file_unless_overwrite(tmp_path, model):
         ({"metrics": {"a": 3}}, r"metrics\['a'\]=3"),
         ({"scales": {"r": 0.0}}, r"scales=\{'r': 0.0\}"),
         ({"metrics": {"a": "pr"}}, r"Cannot tell whether metric 'pr'"),
+        ({"train_data": ([0.0], {"a": [1]})}, "needs `validation_data`"),
+        ({"validation_data": ([0.0], {"a": [1]})}, "pass `train_data` too"),
+        ({"references": {"a": 0.5}, "baselines": {"a": 0.8}, "metrics": {"a": "auc"}}, "at most one of"),
+        ({"references": {"a": float("nan")}}, "finite number for task 'a'"),
     ],
 )
 def test_bad_arguments(kwargs, fragment, tmp_path):

@@ -198,11 +198,12 @@ def test_objective_with_baselines_is_one_plus_delta_m():
     assert objective.score({"val_a_accuracy": 0.8, "val_b_mae": 3.0}) == pytest.approx(1.05)
 
 
-def test_objective_from_tasks_skips_auxiliary_tasks_and_reads_first_metrics():
+def test_objective_from_tasks_skips_auxiliary_tasks_and_reads_primary_metrics():
     tasks = TASKS + [kmtl.Task("domain", "binary", auxiliary=True),
                      kmtl.Task("hair", "multiclass", num_classes=3, metrics=["top_2_accuracy"])]
     objective = MultiTaskObjective.from_tasks(tasks)
-    assert objective.metrics == {"a": "accuracy", "b": "mae", "hair": "top_2_accuracy"}
+    # AUROC and MAE as evaluation's reference table; no accuracy logged for `hair`: its first metric.
+    assert objective.metrics == {"a": "auc", "b": "mae", "hair": "top_2_accuracy"}
     assert objective.directions == {"a": "max", "b": "min", "hair": "max"}
 
 
@@ -250,12 +251,12 @@ def test_hypermodel_fit_puts_the_score_in_history_before_other_callbacks(data):
     logs = history.history
     # The first fit fitted the trivial predictors on the training split, scored on the validation split.
     refs = hypermodel.objective.references
-    prior, median = y["a"][:32].mean(), np.median(y["b"][:32])
-    assert refs["a"] == pytest.approx(np.mean(y["a"][32:] == (prior > 0.5)), abs=1e-6)
+    median = np.median(y["b"][:32])
+    assert refs["a"] == pytest.approx(0.5, abs=1e-6)  # the class prior's AUROC
     assert refs["b"] == pytest.approx(np.mean(np.abs(y["b"][32:] - median)), rel=1e-5)
     for epoch in range(2):
         # Each task's skill over its trivial predictor, averaged: (m - r) / (1 - r) and 1 - m / r.
-        skills = [(logs[f"{p}a_accuracy"][epoch] - refs["a"]) / (1 - refs["a"]) for p in ("val_", "")], [
+        skills = [(logs[f"{p}a_auc"][epoch] - refs["a"]) / (1 - refs["a"]) for p in ("val_", "")], [
             1 - logs[f"{p}b_mae"][epoch] / refs["b"] for p in ("val_", "")]
         assert logs["val_mtl_score"][epoch] == pytest.approx((skills[0][0] + skills[1][0]) / 2, abs=1e-12)
         assert seen[epoch] == logs["val_mtl_score"][epoch]  # a user callback already sees it
@@ -298,8 +299,8 @@ def test_objective_scores_a_plain_build_function_without_the_callback(data, tmp_
                                      directory=str(tmp_path), project_name="plain")
     tuner.search(x, y, validation_data=(x, y), epochs=1, batch_size=16, verbose=0)
     trial = tuner.oracle.get_best_trials(1)[0]
-    accuracy, mae = (trial.metrics.get_last_value(k) for k in ("val_a_accuracy", "val_b_mae"))
-    expected = (accuracy + 1 / (1 + mae)) / 2
+    auc, mae = (trial.metrics.get_last_value(k) for k in ("val_a_auc", "val_b_mae"))
+    expected = (auc + 1 / (1 + mae)) / 2
     assert trial.score == pytest.approx(expected, abs=1e-9)
 
 

@@ -78,19 +78,17 @@ def test_chief_records_the_trials_a_worker_ran(tmp_path):
         assert (worker_dir / "dist" / f"trial_{trial_id}" / "checkpoint.weights.h5").is_file()
     # The chief trained nothing but its oracle recorded both trials, scored by the multi-task objective.
     assert not list((chief_dir / "dist").glob("trial_*/checkpoint.weights.h5"))
-    # The worker's objective measured each task against its trivial predictor on the script's data (training and
-    # validation data are the same 32 rows): the class prior's accuracy (Keras: positive above 0.5) and the median's MAE.
+    # The worker's objective measured each task by its primary metric against its trivial predictor on the script's
+    # data (training and validation data are the same 32 rows): the class prior's AUROC (0.5) and the median's MAE.
     rng = np.random.default_rng(0)
     x = rng.normal(size=(32, 4)).astype("float32")
-    a, b = (x[:, 0] > 0).astype("float32"), x[:, 1:2].astype(np.float64)
-    trivial_accuracy = np.mean(a == float(a.mean() > 0.5))
+    b = x[:, 1:2].astype(np.float64)
     trivial_mae = np.mean(np.abs(b - np.median(b)))
     for trial_id in ("0", "1"):
         trial = json.loads((chief_dir / "dist" / f"trial_{trial_id}" / "trial.json").read_text())
         assert trial["status"] == "COMPLETED"
         metrics = {name: m["observations"][-1]["value"][0] for name, m in trial["metrics"]["metrics"].items()}
-        skills = ((metrics["val_a_accuracy"] - trivial_accuracy) / (1 - trivial_accuracy),
-                  1 - metrics["val_b_mae"] / trivial_mae)
+        skills = (2 * metrics["val_a_auc"] - 1, 1 - metrics["val_b_mae"] / trivial_mae)
         expected = sum(skills) / 2  # the mean skill over the trivial predictors (float32 metrics: 1e-5)
         assert trial["score"] == pytest.approx(expected, abs=1e-5)
         assert metrics["val_mtl_score"] == pytest.approx(trial["score"], abs=1e-9)

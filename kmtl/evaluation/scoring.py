@@ -2,9 +2,10 @@
 
 Evaluation (`primary_metric`, Δm), model selection (`MultiTaskCheckpoint`) and tuning (`MultiTaskObjective`) all read
 the direction of a metric from `metric_direction` and combine tasks with `multitask_score`. What each task counts
-as depends on what the caller knows: the tuner knows each task's trivial predictor (fitted on the training split)
-and scores skill over it (`references`), which is free of the tasks' units; with single-task `baselines` the score
-is 1 + Δm; with neither, an error `m` counts as `1 / (1 + m / scale)`, which depends on the units.
+as depends on what the caller knows: the tuner and the checkpoint (given the training data) know each task's
+trivial predictor and score skill over it (`references`), free of the tasks' units, logged as `val_mtl_score`; with
+single-task `baselines` the score is 1 + Δm; with neither, an error `m` counts as `1 / (1 + m / scale)`, which
+depends on the units (`MultiTaskCheckpoint` logs that as `val_mtl_scaled_score`).
 
 Reference:
     Maninis, Radosavovic & Kokkinos (2019). Attentive Single-Tasking of Multiple Tasks. CVPR (the Δm measure).
@@ -145,12 +146,13 @@ def multitask_score(
     scales: Mapping[str, float] | None = None,
     references: Mapping[str, float] | None = None,
 ) -> float:
-    """The multi-task score `Σ_t w_t n_t / Σ_t w_t` logged as `val_mtl_score`; larger is better.
+    """The multi-task score `Σ_t w_t n_t / Σ_t w_t`; larger is better.
 
     With `references` (each task's trivial predictor's value of the metric, e.g. from
     `kmtl.evaluation.trivial.trivial_metric_values`), `n_t = skill(values[t], references[t], directions[t])`: the
     score is the weighted mean skill, 0 when every task is at its trivial predictor, 1 when all are perfect, and
-    free of the tasks' units. This is what `kmtl tune` ranks by. Otherwise
+    free of the tasks' units. This is `val_mtl_score`, what `kmtl tune` ranks by and `MultiTaskCheckpoint` keeps
+    the best epoch by. Otherwise
     `n_t = normalised_metric(values[t], directions[t], baseline=baselines[t], scale=scales[t])`; with a baseline
     for every task and equal weights the score minus 1 is Δm (Maninis et al. 2019). A NaN metric gives NaN.
 

@@ -10,28 +10,34 @@ import keras
 from kmtl._files import write_file
 from kmtl.evaluation.scoring import lower_is_better, multitask_score
 
-# Logged metrics tried in order for a task's score when `metrics` does not name one (Keras log names).
-_DEFAULT_LOG_METRICS = {
-    "binary": ("auc", "accuracy"),
-    "multilabel": ("auc", "accuracy"),
-    "multiclass": ("accuracy",),
-    "regression": ("nme", "mae", "rmse", "mse"),
-}
-
-
 # Not registered: Keras callbacks have no get_config() and are never saved.
 class MultiTaskCheckpoint(keras.callbacks.Callback):
     """Saves the model (`.keras`) whenever its multi-task score on validation data is the best so far.
 
     At each epoch end every scored task's metric is read from the logs (`val_<task>_<metric>`) and the tasks are
-    combined by `kmtl.evaluation.scoring.multitask_score`, the one multi-task score of kmtl (the tuning objective
-    logs the same number), logged as `val_mtl_score`:
+    combined by `kmtl.evaluation.scoring.multitask_score`, kmtl's one multi-task score. What is logged and what
+    chooses the epoch depends on what the callback is given:
 
-    - without `baselines`, a metric to maximise counts as is and a metric to minimise as `1 / (1 + m / s)` with
-      the task's `scales` entry `s` (default 1);
-    - with `baselines` (single-task results for the same metric and validation data) each task counts as
-      `1 + (-1)^l (M - B) / |B|` (`l` = 1 when lower is better), so the score minus 1 is Δm, the (weighted) mean
-      improvement over the baseline tasks, which is also logged as `val_delta_m`.
+    - `train_data` (with `validation_data`) or `references`: `val_mtl_score` is the weighted mean over tasks of
+      each task's **skill over its trivial predictor**, `(m - r) / (p - r)` (0 at the trivial predictor, 1 when
+      perfect), the same number `kmtl tune` ranks trials by. `r` is the trivial predictor (class prior, median or
+      mean, last value; `kmtl.evaluation.trivial`) fitted on `train_data` at the start of training and scored on
+      `validation_data` by the Keras metric the model logs (`trivial_metric_values`), or the value given in
+      `references`. It is free of the tasks' units: rescaling a regression task's labels never changes the
+      epoch kept. This score chooses the epoch.
+    - `baselines` (single-task results for the same metric and validation data): each task counts as
+      `1 + (-1)^l (M - B) / |B|` (`l` = 1 when lower is better); the score minus 1 is Δm, the (weighted) mean
+      improvement over the baseline tasks, logged as `val_delta_m` (which chooses the epoch) and, plus 1, as
+      `val_mtl_score`.
+    - neither: only `val_mtl_scaled_score` is logged, and it chooses the epoch: a metric to maximise counts as is
+      and an error `m` as `1 / (1 + m / s)` with the task's `scales` entry `s` (default 1). This depends on the
+      errors' units (an MAE in months counts less than the same error in years), so prefer `train_data`. Earlier
+      versions logged this score as `val_mtl_score`; monitor `val_mtl_scaled_score` for it now.
+      `val_mtl_scaled_score` is also logged beside the skill (without baselines), for comparison.
+
+    Each task is scored by its primary metric as logged (`kmtl.evaluation.trivial.logged_primary_metric`: AUROC
+    for binary tasks where an `auc` is logged, accuracy for multiclass, MAE or NME for regression; the measure
+    `kmtl.evaluate`'s reference table judges the task by), or by `metrics`.
 
     Higher scores are better. The file is written atomically (a temporary file in the same folder, then a rename),
     so a crash never leaves a half-written model. A file at `filepath` that this callback did not write (one
@@ -39,30 +45,37 @@ class MultiTaskCheckpoint(keras.callbacks.Callback):
 
     Args:
         filepath: str or Path ending in `.keras`.
+        train_data: the training split (`tf.data.Dataset` of `(inputs, {task: labels})` batches or `(x, y_dict)`),
+            finite; the trivial predictors are fitted on it (at most
+            `kmtl.evaluation.references.MAX_FIT_EXAMPLES` examples).
+        validation_data: the data the logged validation metrics are computed on (the `validation_data` given to
+            `fit`), in the same forms; needed with `train_data` unless `prefix=""`.
+        references: dict `{task: the trivial predictor's value of the task's logged metric}` naming every scored
+            task, instead of `train_data`.
         baselines: dict `{task: single-task value}`; needs `metrics` for those tasks.
         weights: dict `{task: weight >= 0}`. Tasks scored and their weights (default: equal weights for the
             baseline tasks, or for all non-auxiliary tasks).
         metrics: dict `{task: metric}` or `{task: (metric, lower_is_better)}`: the logged metric per task (`"mae"`
-            for `val_age_mae`). Defaults per kind: binary/multilabel `auc` (else `accuracy`), multiclass `accuracy`,
-            regression `nme`, `mae`, `rmse` or `mse`, whichever is logged first; else the task's `loss`.
-        scales: dict `{task: error scale > 0}` for minimised metrics without baseline (see above).
+            for `val_age_mae`). Default: the task's primary metric as logged (see above), else its `loss`.
+        scales: dict `{task: error scale > 0}` of `val_mtl_scaled_score` (see above).
         prefix: str. Log prefix of the monitored values (`"val_"`; `""` monitors training metrics).
         overwrite: bool. Allow replacing an existing file at `filepath`.
         verbose: int. 1 prints a line when the model is saved.
 
     Example:
 
-    >>> checkpoint = MultiTaskCheckpoint("best.keras", baselines={"age": 5.1, "smiling": 0.91},  # doctest: +SKIP
-    ...                                  metrics={"age": "mae", "smiling": "auc"})
+    >>> checkpoint = MultiTaskCheckpoint("best.keras", train_data=train_ds, validation_data=val_ds)  # doctest: +SKIP
     >>> model.fit(train_ds, validation_data=val_ds, epochs=10, callbacks=[checkpoint])  # doctest: +SKIP
-    >>> checkpoint.best_epoch, checkpoint.best_score  # doctest: +SKIP
+    >>> checkpoint.best_epoch, checkpoint.best_score, checkpoint.references  # doctest: +SKIP
 
     Reference:
         Maninis, Radosavovic & Kokkinos (2019). Attentive Single-Tasking of Multiple Tasks. CVPR.
+        Murphy (1988). Skill Scores Based on the Mean Square Error and Their Relationships to the Correlation
+        Coefficient. Monthly Weather Review 116.
     """
 
-    def __init__(self, filepath, *, baselines=None, weights=None, metrics=None, scales=None, prefix="val_",
-                 overwrite=False, verbose=0):
+    def __init__(self, filepath, *, train_data=None, validation_data=None, references=None, baselines=None,
+                 weights=None, metrics=None, scales=None, prefix="val_", overwrite=False, verbose=0):
         super().__init__()
         self.filepath = Path(filepath)
         if self.filepath.suffix != ".keras":
@@ -91,7 +104,25 @@ class MultiTaskCheckpoint(keras.callbacks.Callback):
                 )
         if self.weights is not None and (any(w < 0 for w in self.weights.values()) or sum(self.weights.values()) <= 0):
             raise ValueError(f"Invalid value for `weights`. Expected values >= 0, not all 0. Received: {self.weights}")
-        self.score_name = f"{prefix}delta_m" if self.baselines is not None else f"{prefix}mtl_score"
+        chosen = [name for name, value in (("train_data", train_data), ("references", references),
+                                           ("baselines", baselines)) if value is not None]
+        if len(chosen) > 1:
+            raise ValueError(f"Pass at most one of `train_data`, `references` and `baselines`. Received: {chosen}")
+        if train_data is not None and validation_data is None and prefix:
+            raise ValueError(
+                "`train_data` needs `validation_data`, the data the logged validation metrics are computed on (the "
+                "`validation_data` given to `fit`): each task's trivial predictor is fitted on the training data "
+                "and scored there. Pass it, or `prefix=''` to score the training metrics."
+            )
+        if validation_data is not None and train_data is None:
+            raise ValueError("`validation_data` is read only with `train_data`; pass `train_data` too.")
+        self.train_data, self.validation_data = train_data, validation_data
+        self.references = None if references is None else _checked_references(references)
+        self.skill = train_data is not None or references is not None
+        if self.baselines is not None:
+            self.score_name = f"{prefix}delta_m"
+        else:
+            self.score_name = f"{prefix}mtl_score" if self.skill else f"{prefix}mtl_scaled_score"
         self._written = False
         self._refuse_existing()
         self.best_score, self.best_epoch, self.scores = -math.inf, None, []
@@ -114,17 +145,37 @@ class MultiTaskCheckpoint(keras.callbacks.Callback):
         if sum((self.weights or {t: 1.0 for t in scored}).get(t, 0.0) for t in scored) <= 0:
             raise ValueError(f"Invalid value for `weights`. The scored tasks {scored} all have weight 0.")
         self._scored = scored
+        self._specs = {task: self.metrics.get(task) or _default_spec(self.model.task(task)) for task in scored}
+        if self.train_data is not None and self.references is None:
+            from kmtl.evaluation.trivial import trivial_metric_values
+
+            tasks = [self.model.task(task) for task in scored]
+            held_out = self.validation_data if self.prefix else self.train_data
+            logged = {task: spec[0] for task, spec in self._specs.items()}
+            self.references = trivial_metric_values(tasks, logged, self.train_data, held_out)
+        if self.references is not None:
+            absent = [t for t in scored if t not in self.references]
+            if absent:
+                raise ValueError(f"`references` lacks scored task(s) {absent}; expected a value for each of {scored}.")
         self.best_score, self.best_epoch, self.scores = -math.inf, None, []
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         values = {task: self._value(task, logs) for task in self._scored}
-        directions = {task: "min" if self._spec(task, logs)[1] else "max" for task in self._scored}
-        weights = self.weights or {task: 1.0 for task in self._scored}
-        mtl_score = multitask_score(values, directions, weights={t: weights.get(t, 0.0) for t in self._scored},
-                                    baselines=self.baselines, scales=self.scales)
-        logs[f"{self.prefix}mtl_score"] = mtl_score
-        score = mtl_score - 1.0 if self.baselines is not None else mtl_score  # Δm with baselines
+        directions = {task: "min" if self._specs[task][1] else "max" for task in self._scored}
+        given = self.weights or {task: 1.0 for task in self._scored}
+        weights = {t: given.get(t, 0.0) for t in self._scored}
+        if self.baselines is not None:
+            mtl_score = multitask_score(values, directions, weights=weights, baselines=self.baselines)
+            logs[f"{self.prefix}mtl_score"] = mtl_score
+            score = mtl_score - 1.0  # Δm
+        else:
+            logs[f"{self.prefix}mtl_scaled_score"] = multitask_score(values, directions, weights=weights,
+                                                                     scales=self.scales)
+            if self.skill:
+                logs[f"{self.prefix}mtl_score"] = multitask_score(values, directions, weights=weights,
+                                                                  references=self.references)
+            score = logs[self.score_name]
         logs[self.score_name] = score
         self.scores.append(score)
         if math.isfinite(score) and score > self.best_score:
@@ -133,18 +184,8 @@ class MultiTaskCheckpoint(keras.callbacks.Callback):
             self.best_score, self.best_epoch = score, epoch
             self._save()
 
-    def _spec(self, task, logs):
-        if task in self.metrics:
-            return self.metrics[task]
-        kind = self.model.task(task).kind
-        for metric in _DEFAULT_LOG_METRICS[kind]:
-            if f"{self.prefix}{task}_{metric}" in logs:
-                return metric, lower_is_better(metric)
-        return "loss", True
-
     def _value(self, task, logs):
-        metric = self._spec(task, logs)[0]
-        key = f"{self.prefix}{task}_{metric}"
+        key = f"{self.prefix}{task}_{self._specs[task][0]}"
         if key not in logs:
             raise ValueError(
                 f"MultiTaskCheckpoint: task '{task}' needs `{key}` in the epoch logs (validation data given?). "
@@ -157,6 +198,25 @@ class MultiTaskCheckpoint(keras.callbacks.Callback):
         # at `filepath` (one that appeared since `fit` began included) is someone else's and is never replaced.
         write_file(self.filepath, self.model.save, overwrite=self.overwrite or self._written)
         self._written = True
+
+
+def _default_spec(task):
+    """`(logged metric, lower_is_better)`: the task's primary metric as logged, else its loss."""
+    from kmtl.evaluation.trivial import logged_primary_metric
+
+    metric = logged_primary_metric(task)
+    return metric, lower_is_better(metric)
+
+
+def _checked_references(references):
+    checked = {}
+    for task, value in dict(references).items():
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok:
+            raise ValueError(f"Invalid value for `references`. Expected a finite number for task '{task}'. "
+                             f"Received: references={dict(references)!r}")
+        checked[task] = float(value)
+    return checked
 
 
 def _metric_spec(task, value):

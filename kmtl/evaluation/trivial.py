@@ -12,7 +12,9 @@ Missing labels (the task's `missing` marker) are left out when fitting and scori
 its examples within an epoch is fitted on its distinct examples (`kmtl.evaluation.references.distinct_examples`).
 
 `trivial_metric_values` scores the same predictors with the Keras metrics a model logs, which is what the tuner's
-skill (`kmtl.evaluation.scoring.skill`) is measured against.
+skill (`kmtl.evaluation.scoring.skill`) is measured against; `logged_primary_metric` says which logged metric
+measures a task's primary metric (the one `kmtl.evaluate`'s reference table and `compare` score it by), so the tuner,
+`MultiTaskCheckpoint` and the report judge a task by the same measure.
 """
 
 from __future__ import annotations
@@ -63,6 +65,65 @@ def trivial_scores(
     _, test_labels = collect_examples(test, tasks)
     return {
         t.name: fit_trivial(t, train_labels[t.name], metrics[t.name]).score(t, test_labels[t.name]) for t in tasks
+    }
+
+
+def logged_primary_metric(task: Task) -> str:
+    """The name (after `<task>_`) of the logged Keras metric that measures the task's primary metric.
+
+    The primary metric is `kmtl.evaluation.deltas.primary_metric`'s, the one the evaluation report and `compare`
+    judge a task by: AUROC for binary tasks (a Keras `AUC` with the ROC curve measures it), macro AUROC for multilabel
+    tasks (an `AUC(multi_label=True)`; else a plain `AUC`, which pools the labels: the micro AUROC), accuracy for
+    multiclass tasks, MAE (or NME when listed) for regression. When the task logs no metric that measures it, its
+    first metric (`Task.metrics[0]`), else `"loss"`. This matters on imbalanced tasks: a rare outcome's accuracy is
+    already about 1 for the class prior, so a skill over it stays near 0 however well the task is learned, while its
+    AUROC skill (`2 AUROC - 1`) does not.
+
+    Example:
+
+    >>> logged_primary_metric(Task("died", "binary")), logged_primary_metric(Task("age", "regression"))
+    ('auc', 'mae')
+    >>> logged_primary_metric(Task("died", "binary", metrics=["accuracy"]))  # no AUC logged: the first metric
+    'accuracy'
+    """
+    import keras
+
+    from kmtl.metrics import resolve_metrics
+
+    primary = resolve_primary_metrics([task])[task.name][0]
+    specs = [(spec if isinstance(spec, str) else spec.name, spec) for spec in task.metrics]
+    if not specs:
+        return "loss"
+
+    def measures(spec, macro=False):
+        try:
+            metric = resolve_metrics(task, [spec])[0]
+        except ValueError:
+            return False
+        if primary in ("auroc", "auroc_macro"):
+            roc = isinstance(metric, keras.metrics.AUC) and metric.curve.name == "ROC"
+            return roc and (metric.multi_label or not macro)
+        return isinstance(metric, _measures().get(primary, ()))
+
+    if primary == "auroc_macro":  # the macro AUROC itself, else the pooled one
+        found = [name for name, spec in specs if measures(spec, macro=True)] or [
+            name for name, spec in specs if measures(spec)]
+    else:
+        found = [name for name, spec in specs if measures(spec)]
+    return found[0] if found else specs[0][0]
+
+
+def _measures():
+    import keras
+
+    from kmtl.metrics import NormalizedMeanError
+
+    return {
+        "accuracy": (keras.metrics.BinaryAccuracy, keras.metrics.SparseCategoricalAccuracy,
+                     keras.metrics.CategoricalAccuracy, keras.metrics.Accuracy),
+        "mae": (keras.metrics.MeanAbsoluteError,),
+        "rmse": (keras.metrics.RootMeanSquaredError,),
+        "nme": (NormalizedMeanError,),
     }
 
 

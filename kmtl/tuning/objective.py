@@ -120,16 +120,31 @@ class MultiTaskObjective(keras_tuner.Objective):
 
     @classmethod
     def from_tasks(cls, tasks: Sequence, **kwargs) -> "MultiTaskObjective":
-        """The objective scoring each non-auxiliary task by its first metric (`Task.metrics[0]`).
+        """The objective scoring each non-auxiliary task by its primary metric, as logged.
+
+        The metric is `kmtl.evaluation.trivial.logged_primary_metric(task)`: the logged Keras metric measuring the
+        primary metric `kmtl.evaluate`'s reference table and `compare` judge the task by (AUROC for binary tasks,
+        accuracy for multiclass, MAE or NME for regression; the first metric when none measures it). Scoring an
+        imbalanced binary task by accuracy would leave it out of the search: its trivial predictor's accuracy is
+        near 1, so its skill stays near 0 whatever the model does.
 
         Args:
             tasks: list of `kmtl.Task`.
-            **kwargs: `weights`, `directions`, `scales`, `baselines`, `validation` as for the constructor.
+            **kwargs: `weights`, `directions`, `scales`, `baselines`, `references`, `validation` as for the
+                constructor.
 
         Returns:
             `MultiTaskObjective`.
+
+        Example:
+
+        >>> import kmtl
+        >>> MultiTaskObjective.from_tasks([kmtl.Task("died", "binary"), kmtl.Task("stay", "regression")]).metrics
+        {'died': 'auc', 'stay': 'mae'}
         """
-        metrics = {t.name: _metric_name(t.metrics[0]) for t in tasks if not t.auxiliary and t.metrics}
+        from kmtl.evaluation.trivial import logged_primary_metric
+
+        metrics = {t.name: logged_primary_metric(t) for t in tasks if not t.auxiliary and t.metrics}
         if not metrics:
             raise ValueError(
                 "Invalid value for `tasks`. Expected at least one non-auxiliary task with a metric. "
