@@ -11,6 +11,13 @@ task whose inputs are all strings is skipped with that reason):
 - per-step tasks: each labelled step is a row, with the features of the inputs at that step;
 - per-pixel tasks: each labelled pixel is a row, with the input's channels at that pixel.
 
+Integer inputs that are categories, not quantities (`categorical`: a subject, patient or token id; by
+`categorical_inputs(model)`, those the model feeds to an `Embedding`, a lookup or encoding layer or
+`kmtl.layers.RandomEffects`) are one-hot encoded instead (scikit-learn `OneHotEncoder`, `handle_unknown="ignore"`: an
+id unseen in training gets no column; at most `MAX_FEATURES` categories, the rarer ones pooled); an input with several
+ids per row (a token sequence) becomes the counts of each id (a bag of ids). Read as a number, an id gives every
+subject the same slope in its arbitrary numbering, and the model cannot learn the subject's own level.
+
 Binary, multiclass and multilabel tasks (one model per label) get `LogisticRegression`, regression tasks `RidgeCV`
 (the penalty chosen among `RIDGE_ALPHAS` by efficient leave-one-out on the training rows: with a fixed penalty of
 1, the 32-36 weights of a flattened forecasting window over-fitted 137-235 rows and did worse than the mean over
@@ -40,7 +47,9 @@ MAX_ROWS = 20_000
 RIDGE_ALPHAS = tuple(np.logspace(-2, 4, 13))
 
 
-def classical_scores(tasks: Sequence[Task], train: Any, test: Any, *, seed: int = 0) -> dict[str, ReferenceScore]:
+def classical_scores(
+    tasks: Sequence[Task], train: Any, test: Any, *, seed: int = 0, categorical: Sequence[str] = ()
+) -> dict[str, ReferenceScore]:
     """Fits each task's classical model on `train` and scores it on `test` (see the module docstring).
 
     Args:
@@ -48,6 +57,8 @@ def classical_scores(tasks: Sequence[Task], train: Any, test: Any, *, seed: int 
         train: a `tf.data.Dataset` of `(inputs, {task: labels})` batches or a tuple `(x, y_dict)`.
         test: test data in the same forms; read whole.
         seed: int. Seed of the subsample.
+        categorical: names of integer inputs holding categories (ids) to one-hot encode, e.g.
+            `categorical_inputs(model)`; `"input"` names a single unnamed input.
 
     Returns:
         dict `{task: ReferenceScore}` named `"logistic"` or `"ridge"` (scores empty and `detail` saying why when
@@ -69,6 +80,7 @@ def classical_scores(tasks: Sequence[Task], train: Any, test: Any, *, seed: int 
     strings = sorted(k for k, v in train_x.items() if v.dtype.kind not in "biuf")
     train_x = {k: v for k, v in train_x.items() if k not in strings}
     test_x = {k: test_x[k] for k in train_x}
+    categorical = _checked_categorical(categorical, train_x)
     out = {}
     for task in tasks:
         name = "ridge" if task.kind == "regression" else "logistic"
@@ -76,7 +88,7 @@ def classical_scores(tasks: Sequence[Task], train: Any, test: Any, *, seed: int 
             out[task.name] = ReferenceScore(name, {}, f"skipped: no numeric input ({', '.join(strings)} hold strings)")
             continue
         try:
-            rows_train, rows_test, described = _features(task, train_x, test_x, train_y[task.name])
+            rows_train, rows_test, described = _features(task, train_x, test_x, train_y[task.name], categorical)
         except _Skip as skip:
             out[task.name] = ReferenceScore(name, {}, f"skipped: {skip}")
             continue
@@ -93,10 +105,89 @@ class _Skip(Exception):
     """A task the classical model cannot be fitted for, with the reason."""
 
 
+def categorical_inputs(model) -> list[str]:
+    """Names of a model's integer inputs that it reads as categories: those fed to an `Embedding`, an
+    `IntegerLookup`, `StringLookup`, `Hashing` or `CategoryEncoding` layer, or a `kmtl.layers.RandomEffects` layer.
+
+    Args:
+        model: a Functional `keras.Model` (e.g. a `kmtl.MultiTaskModel`); an input of a model with one unnamed input
+            is named `"input"`, as `classical_scores` names it.
+
+    Returns:
+        sorted list of input names.
+
+    Example:
+
+    >>> import keras
+    >>> subject, days = keras.Input((), dtype="int32", name="subject"), keras.Input((1,), name="days")
+    >>> level = keras.layers.Flatten()(keras.layers.Embedding(10, 1)(subject))
+    >>> categorical_inputs(keras.Model({"subject": subject, "days": days}, keras.layers.Add()([level, days])))
+    ['subject']
+    """
+    import keras
+
+    from kmtl.layers import RandomEffects
+
+    lookups = (keras.layers.Embedding, keras.layers.IntegerLookup, keras.layers.StringLookup, keras.layers.Hashing,
+               keras.layers.CategoryEncoding, RandomEffects)
+    structure = getattr(model, "input", None)
+    named = structure.items() if isinstance(structure, dict) else [("input", structure)]
+    integers = {id(t): name for name, t in named if "int" in str(getattr(t, "dtype", ""))}
+    found = set()
+    for layer in model.layers:
+        if not isinstance(layer, lookups):
+            continue
+        try:
+            tensors = keras.tree.flatten(layer.input)
+        except (AttributeError, ValueError):  # a layer never called in this graph
+            continue
+        found |= {integers[id(t)] for t in tensors if id(t) in integers}
+    return sorted(found)
+
+
+def _checked_categorical(categorical, inputs) -> list[str]:
+    if isinstance(categorical, str):
+        categorical = [categorical]
+    categorical = list(categorical or ())
+    unknown = [k for k in categorical if k not in inputs]
+    if unknown:
+        raise ValueError(f"Invalid value for `categorical`: {unknown} are not numeric inputs of the data. Expected "
+                         f"names among {sorted(inputs)}. Received: categorical={categorical!r}")
+    floats = [k for k in categorical if inputs[k].dtype.kind not in "biu"]
+    if floats:
+        raise ValueError(f"Invalid value for `categorical`: inputs {floats} hold floats, not integer ids. Received: "
+                         f"categorical={categorical!r}")
+    return categorical
+
+
+class _Categories:
+    """One-hot columns of an integer input's ids, fitted on the training rows: a row with several ids (e.g. a token
+    sequence) gets the count of each id (at most `MAX_FEATURES` ids, the rarer pooled; unseen ids get no column)."""
+
+    def __init__(self, train: np.ndarray):
+        from sklearn.preprocessing import OneHotEncoder
+
+        values = np.asarray(train).reshape(len(train), -1)
+        self.positions = values.shape[1]
+        self.encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False, max_categories=MAX_FEATURES,
+                                     dtype=np.float64)
+        self.encoder.fit(values.reshape(-1, 1))
+        self.size = len(self.encoder.get_feature_names_out())
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values).reshape(len(values), -1)
+        encoded = self.encoder.transform(values.reshape(-1, 1)) if values.size else np.zeros((0, self.size))
+        return encoded.reshape(len(values), values.shape[1], self.size).sum(axis=1)
+
+    def describe(self) -> str:
+        kind = "one-hot" if self.positions == 1 else f"counts over its {self.positions} values"
+        return f"{kind} ({self.size} categories, an id read as a category)"
+
+
 # --- Features ----------------------------------------------------------------------------------------------------
 
 
-def _features(task, train_x, test_x, labels):
+def _features(task, train_x, test_x, labels, categorical=()):
     """`(train rows, test rows, description)`: one row per example, or per step or pixel of per-step/pixel tasks."""
     if task.per_step or task.per_pixel:
         axes = 1 if task.per_step else 2
@@ -106,15 +197,25 @@ def _features(task, train_x, test_x, labels):
         if not chosen:
             raise _Skip(f"no input has the labels' {what} axes {grid}")
 
-        def rows(inputs, n_axes=axes):
-            parts = [inputs[k].reshape(inputs[k].shape[: 1 + n_axes] + (-1,)) for k in chosen]
-            stacked = np.concatenate([p.astype(np.float64) for p in parts], axis=-1)
-            return stacked.reshape(-1, stacked.shape[-1])
+        def per_row(inputs, key):  # (examples x steps or pixels, values at one)
+            value = inputs[key]
+            return value.reshape(value.shape[: 1 + axes] + (-1,)).reshape(-1, int(np.prod(value.shape[1 + axes :])))
 
-        return rows(train_x), rows(test_x), f"the inputs {', '.join(chosen)} at each {what}"
+        encoders = {k: _Categories(per_row(train_x, k)) for k in chosen if k in categorical}
+
+        def rows(inputs):
+            return np.concatenate([encoders[k](per_row(inputs, k)) if k in encoders else
+                                   per_row(inputs, k).astype(np.float64) for k in chosen], axis=-1)
+
+        described = ", ".join(f"{k} {encoders[k].describe()}" if k in encoders else k for k in chosen)
+        return rows(train_x), rows(test_x), f"the inputs {described} at each {what}"
     train_parts, test_parts, described = [], [], []
     for key in train_x:
-        train, test, text = _pooled(train_x[key], test_x[key])
+        if key in categorical:
+            encoder = _Categories(train_x[key])
+            train, test, text = encoder(train_x[key]), encoder(test_x[key]), encoder.describe()
+        else:
+            train, test, text = _pooled(train_x[key], test_x[key])
         train_parts.append(train)
         test_parts.append(test)
         described.append(f"{key} {text}")
