@@ -273,10 +273,12 @@ def evaluate(
         overall["geometric_mean_accuracy"] = geometric_mean(accuracies)
     references = None
     if train_data is not None:
+        from kmtl.evaluation.classical import categorical_inputs
         from kmtl.evaluation.reference_scores import reference_scores
 
         test = data if y is None else (data, y)
-        references = reference_scores(model.tasks, train_data, test, classical=classical)
+        references = reference_scores(model.tasks, train_data, test, classical=classical,
+                                      categorical=categorical_inputs(model) if classical else ())
     return EvaluationReport(task_metrics, overall, from_keras.kinds, confusion, too_few, references)
 
 
