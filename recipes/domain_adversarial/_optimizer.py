@@ -46,7 +46,9 @@ def make_optimizer(optimizer: str, learning_rate: float, steps: int):
     """`"adam"`: Adam at `learning_rate`; `"sgd"`: SGD with momentum 0.9 and `AnnealedLearningRate(learning_rate,
     steps)`, the paper's training."""
     if optimizer not in OPTIMIZERS:
-        raise ValueError(f"Invalid value for `optimizer`. Expected one of {OPTIMIZERS}. Received: optimizer={optimizer!r}")
+        raise ValueError(
+            f"Invalid value for `optimizer`. Expected one of {OPTIMIZERS}. Received: optimizer={optimizer!r}"
+        )
     if optimizer == "adam":
         return keras.optimizers.Adam(learning_rate)
     return keras.optimizers.SGD(AnnealedLearningRate(learning_rate, steps), momentum=MOMENTUM)
