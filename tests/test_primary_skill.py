@@ -68,7 +68,7 @@ def test_an_imbalanced_task_counts_by_its_auroc(splits):
     assert primary.score(ignored) == pytest.approx((0.0 + 0.25) / 2)
 
 
-def _feed(checkpoint, model, epochs):
+def _feed(checkpoint, epochs):
     scores = []
     for epoch, values in enumerate(epochs):
         logs = dict(values)
@@ -96,7 +96,7 @@ def test_checkpoint_choice_is_invariant_to_the_units_of_a_regression_task(splits
     # The same two epochs in the task's units: epoch 0 is better on deaths, epoch 1 a little on the stay's error.
     epochs = [{"val_died_auc": 0.70, "val_stay_mae": 0.50 * r_mae},
               {"val_died_auc": 0.72, "val_stay_mae": 0.80 * r_mae}]
-    logs = _feed(checkpoint, model, epochs)
+    logs = _feed(checkpoint, epochs)
     assert [entry["val_mtl_score"] for entry in logs] == pytest.approx([(0.4 + 0.5) / 2, (0.44 + 0.2) / 2])
     assert checkpoint.best_epoch == 0 and checkpoint.score_name == "val_mtl_score"
     # The earlier, units-dependent score, still logged under its own name, chooses by the units.
@@ -109,7 +109,7 @@ def test_checkpoint_fits_references_on_the_data_given(splits, tmp_path):
     """In `fit`: the references are the trivial predictors' values of the logged metrics on validation data, and
     `val_mtl_score` is the skill the tuning objective computes from the same logs."""
     train, val = splits
-    model = tiny_model(tasks=TASKS, input_dim=3, trunk_units=2, head_units=())
+    model = tiny_model(tasks=TASKS, input_dim=3, trunk_units=2, head_units=(), run_eagerly=True)  # 4 steps: no tracing
     checkpoint = MultiTaskCheckpoint(tmp_path / "best.keras", train_data=train, validation_data=val)
     history = model.fit(*train, validation_data=val, epochs=2, batch_size=50, verbose=0, callbacks=[checkpoint])
     tuning = MultiTaskObjective.from_tasks(TASKS)
