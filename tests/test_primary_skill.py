@@ -119,3 +119,12 @@ def test_checkpoint_fits_references_on_the_data_given(splits, tmp_path):
         logs = {k: v[epoch] for k, v in history.history.items()}
         assert logs["val_mtl_score"] == pytest.approx(tuning.score(logs), abs=1e-9)
     assert checkpoint.best_score == pytest.approx(max(history.history["val_mtl_score"]))
+
+
+def test_checkpoint_refuses_an_endless_dataset(splits, tmp_path):
+    import tensorflow as tf
+
+    train, val = splits
+    endless = tf.data.Dataset.from_tensor_slices(train).batch(50).repeat()
+    with pytest.raises(ValueError, match="Invalid value for `train_data`.*endless dataset never ends"):
+        MultiTaskCheckpoint(tmp_path / "best.keras", train_data=endless, validation_data=val)

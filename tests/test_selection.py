@@ -106,6 +106,7 @@ def test_refuses_an_existing_file_unless_overwrite(tmp_path, model):
         ({"validation_data": ([0.0], {"a": [1]})}, "pass `train_data` too"),
         ({"references": {"a": 0.5}, "baselines": {"a": 0.8}, "metrics": {"a": "auc"}}, "at most one of"),
         ({"references": {"a": float("nan")}}, "finite number for task 'a'"),
+        ({"train_data": iter([]), "validation_data": ([0.0], {"a": [1]})}, "an iterator would be used up"),
     ],
 )
 def test_bad_arguments(kwargs, fragment, tmp_path):

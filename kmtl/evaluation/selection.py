@@ -116,6 +116,13 @@ class MultiTaskCheckpoint(keras.callbacks.Callback):
             )
         if validation_data is not None and train_data is None:
             raise ValueError("`validation_data` is read only with `train_data`; pass `train_data` too.")
+        for name, data in (("train_data", train_data), ("validation_data", validation_data)):
+            if data is not None and (hasattr(data, "__next__") or _endless(data)):
+                raise ValueError(
+                    f"Invalid value for `{name}`. Expected a finite tf.data.Dataset or arrays `(x, y_dict)`, read once "
+                    f"when training starts; an iterator would be used up and an endless dataset never ends (pass "
+                    f"the dataset before `.repeat()`, or `references=`). Received: {name}={type(data).__name__}"
+                )
         self.train_data, self.validation_data = train_data, validation_data
         self.references = None if references is None else _checked_references(references)
         self.skill = train_data is not None or references is not None
@@ -206,6 +213,15 @@ def _default_spec(task):
 
     metric = logged_primary_metric(task)
     return metric, lower_is_better(metric)
+
+
+def _endless(data) -> bool:
+    cardinality = getattr(data, "cardinality", None)
+    if not callable(cardinality):
+        return False
+    import tensorflow as tf
+
+    return bool(cardinality() == tf.data.INFINITE_CARDINALITY)
 
 
 def _checked_references(references):
