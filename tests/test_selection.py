@@ -115,6 +115,7 @@ def test_bad_arguments(kwargs, fragment, tmp_path):
         MultiTaskCheckpoint(**kwargs)
 
 
+@pytest.mark.slow  # trains for several epochs: 5-7 s
 def test_fit_logs_the_score_and_keeps_the_best_epochs_model(tmp_path):
     model = _model()
     rng = np.random.default_rng(0)
