@@ -60,7 +60,9 @@ def compare_single_task(
     t-interval and paired t-test over repeats (see `kmtl.evaluation.comparison`); transfer is flagged only where the
     interval excludes zero. Beside them, each task's trivial predictor and classical model, fitted on the repeat's
     training data (`kmtl.evaluation.trivial`, `kmtl.evaluation.classical`), and whether each model clearly beats
-    the trivial predictor.
+    the trivial predictor. The classical model reads the inputs as the multi-task model does, as in
+    `kmtl.evaluate`: `build_fn(tasks)` is called once more for the graph only, whose integer ids looked up as
+    categories are one-hot encoded and whose tasks read at a fixed step of a sequence see the steps up to it.
 
     Default primary metrics (override per task with `primary_metrics`):
 
@@ -121,13 +123,15 @@ def compare_single_task(
     if not main:
         raise ValueError("Invalid value for `tasks`. Expected at least one task that is not auxiliary.")
     scores = {t.name: {"mtl": [], "single": [], "trivial": [], "classical": []} for t in tasks}
-    runs, fitted, details = [], {}, {}
+    runs, fitted, details, reading = [], {}, {}, None
     for repeat, seed in enumerate(seeds, start=1):
         splits = (train, val, test) if resample is None else tuple(resample(repeat - 1, seed))
         if trivial or classical:
             key = tuple(id(split) for split in splits)  # the same data: fitted once
             if key not in fitted:
-                fitted[key] = _references(splits, tasks, primary_metrics, classical)
+                if classical and reading is None:  # built once, with the first repeat's data, for its graph only
+                    reading = _model_reading(build_fn(list(tasks)))
+                fitted[key] = _references(splits, tasks, primary_metrics, classical, reading or {})
             for name, row in fitted[key].items():
                 scores[name]["trivial"].append(row["trivial"].get(row["metric"]))
                 if row["classical"] is not None and not row["classical"].skipped:
@@ -190,13 +194,24 @@ def _train_and_evaluate(build_fn, compile_fn, splits, subset, seed, fit_kwargs):
     return report, {"epochs": len(history.epoch), "steps": int(model.optimizer.iterations.numpy())}
 
 
-def _references(splits, tasks, primary_metrics, classical):
-    """Each task's reference predictors fitted on the training split and scored on the test split."""
+def _model_reading(model) -> dict:
+    """What the multi-task model reads of its inputs, which its classical references must read the same way (as
+    `kmtl.evaluate` does): integer ids looked up as categories, and the steps of a sequence a task read at a fixed
+    step may see."""
+    from kmtl.evaluation.classical import categorical_inputs
+    from kmtl.evaluation.windows import input_windows
+
+    return {"categorical": categorical_inputs(model), "windows": input_windows(model)}
+
+
+def _references(splits, tasks, primary_metrics, classical, reading):
+    """Each task's reference predictors fitted on the training split and scored on the test split; `reading`: the
+    `categorical` and `windows` arguments of the classical model (`_model_reading`)."""
     from kmtl.evaluation.reference_scores import reference_scores
 
     names = [t.name for t in tasks]
     train, _, test = (_select(split, names, names) for split in splits)
-    return reference_scores(tasks, train, test, classical=classical, primary_metrics=primary_metrics)
+    return reference_scores(tasks, train, test, classical=classical, primary_metrics=primary_metrics, **reading)
 
 
 def _select(data, requested, names):

@@ -11,6 +11,10 @@ task whose inputs are all strings is skipped with that reason):
 - per-step tasks: each labelled step is a row, with the features of the inputs at that step;
 - per-pixel tasks: each labelled pixel is a row, with the input's channels at that pixel.
 
+A whole-sequence task that the model reads at a fixed step (`windows`, found by
+`kmtl.evaluation.windows.input_windows(model)`: mortality at hour 48 of a stay) gets its sequence inputs cut to the
+steps up to that one before they are pooled, so its classical model reads no later step than the model may.
+
 Integer inputs that are categories, not quantities (`categorical`: a subject, patient or token id; by
 `categorical_inputs(model)`, those the model feeds to an `Embedding`, a lookup or encoding layer or
 `kmtl.layers.RandomEffects`) are one-hot encoded instead (scikit-learn `OneHotEncoder`, `handle_unknown="ignore"`: an
@@ -31,13 +35,15 @@ detail says so (`kmtl.evaluation.references.distinct_examples`).
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from kmtl.evaluation.arrays import collect_examples
 from kmtl.evaluation.references import ReferenceScore, score_predictions, training_examples
 from kmtl.evaluation.scores import present_entries
+from kmtl.evaluation.windows import checked_windows, windowed
+from kmtl.evaluation.windows import describe as describe_window
 from kmtl.tasks import Task, validate_task_list
 
 MAX_FEATURES = 256
@@ -48,7 +54,13 @@ RIDGE_ALPHAS = tuple(np.logspace(-2, 4, 13))
 
 
 def classical_scores(
-    tasks: Sequence[Task], train: Any, test: Any, *, seed: int = 0, categorical: Sequence[str] = ()
+    tasks: Sequence[Task],
+    train: Any,
+    test: Any,
+    *,
+    seed: int = 0,
+    categorical: Sequence[str] = (),
+    windows: Mapping[str, Mapping[str, int]] | None = None,
 ) -> dict[str, ReferenceScore]:
     """Fits each task's classical model on `train` and scores it on `test` (see the module docstring).
 
@@ -59,6 +71,9 @@ def classical_scores(
         seed: int. Seed of the subsample.
         categorical: names of integer inputs holding categories (ids) to one-hot encode, e.g.
             `categorical_inputs(model)`; `"input"` names a single unnamed input.
+        windows: dict `{task: {input: steps}}` or None: for a whole-sequence task the model reads at a fixed step,
+            the leading steps of each sequence input it may read (e.g. `input_windows(model)`); the task's classical
+            model reads only those.
 
     Returns:
         dict `{task: ReferenceScore}` named `"logistic"` or `"ridge"` (scores empty and `detail` saying why when
@@ -81,14 +96,17 @@ def classical_scores(
     train_x = {k: v for k, v in train_x.items() if k not in strings}
     test_x = {k: test_x[k] for k in train_x}
     categorical = _checked_categorical(categorical, train_x)
+    windows = checked_windows(windows, tasks, train_x)
     out = {}
     for task in tasks:
         name = "ridge" if task.kind == "regression" else "logistic"
         if not train_x:
             out[task.name] = ReferenceScore(name, {}, f"skipped: no numeric input ({', '.join(strings)} hold strings)")
             continue
+        window = windows.get(task.name, {})
         try:
-            rows_train, rows_test, described = _features(task, train_x, test_x, train_y[task.name], categorical)
+            rows_train, rows_test, described = _features(
+                task, windowed(train_x, window), windowed(test_x, window), train_y[task.name], categorical)
         except _Skip as skip:
             out[task.name] = ReferenceScore(name, {}, f"skipped: {skip}")
             continue
@@ -96,7 +114,8 @@ def classical_scores(
         predictions, fitted_on = _fit_predict(task, rows_train, train_y[task.name], rows_test, rng, examples)
         left_out = f"; string inputs {', '.join(strings)} left out" if strings else ""
         out[task.name] = ReferenceScore(
-            name, score_predictions(task, test_y[task.name], predictions), f"{described}, {fitted_on}{left_out}"
+            name, score_predictions(task, test_y[task.name], predictions),
+            f"{described}{describe_window(window)}, {fitted_on}{left_out}",
         )
     return out
 

@@ -21,6 +21,7 @@ def reference_scores(
     primary_metrics: Mapping[str, str | tuple[str, bool]] | None = None,
     seed: int = 0,
     categorical: Sequence[str] = (),
+    windows: Mapping[str, Mapping[str, int]] | None = None,
 ) -> dict[str, dict]:
     """Each task's trivial predictor and (with `classical`) classical model, fitted on `train`, scored on `test`.
 
@@ -33,6 +34,9 @@ def reference_scores(
         seed: int. Seed of the classical model's subsample.
         categorical: names of integer inputs holding ids, one-hot encoded for the classical model (e.g.
             `kmtl.evaluation.classical.categorical_inputs(model)`, which `kmtl.evaluate` passes).
+        windows: dict `{task: {input: steps}}`: the leading steps of its sequence inputs that a task read at a fixed
+            step may see; its classical model reads only those (`kmtl.evaluation.windows.input_windows(model)`,
+            which `kmtl.evaluate` passes).
 
     Returns:
         dict `{task: {"metric", "lower_is_better", "trivial": ReferenceScore, "classical": ReferenceScore or None}}`.
@@ -42,7 +46,8 @@ def reference_scores(
     train = training_examples(train, tasks)  # read once for both predictors (a repeated split: its distinct rows)
     test = collect_examples(test, tasks)
     trivial = trivial_scores(tasks, train, test, primary_metrics=primary_metrics)
-    fitted = classical_scores(tasks, train, test, seed=seed, categorical=categorical) if classical else {}
+    fitted = (classical_scores(tasks, train, test, seed=seed, categorical=categorical, windows=windows)
+              if classical else {})
     return {
         t.name: {"metric": metrics[t.name][0], "lower_is_better": metrics[t.name][1], "trivial": trivial[t.name],
                  "classical": fitted.get(t.name)}
