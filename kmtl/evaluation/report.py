@@ -275,10 +275,12 @@ def evaluate(
     if train_data is not None:
         from kmtl.evaluation.classical import categorical_inputs
         from kmtl.evaluation.reference_scores import reference_scores
+        from kmtl.evaluation.windows import input_windows
 
         test = data if y is None else (data, y)
         references = reference_scores(model.tasks, train_data, test, classical=classical,
-                                      categorical=categorical_inputs(model) if classical else ())
+                                      categorical=categorical_inputs(model) if classical else (),
+                                      windows=input_windows(model) if classical else None)
     return EvaluationReport(task_metrics, overall, from_keras.kinds, confusion, too_few, references)
 
 
