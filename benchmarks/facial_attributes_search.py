@@ -8,13 +8,15 @@ error the model removes: `(acc - acc_0) / (1 - acc_0)` for accuracy, `1 - mae / 
 docs/facial_attributes.md.
 
 Parts (each run appends one JSON line per model to `--out` and prints a table):
-- `score`: trains the recipe's defaults (or with `--set name=value` overrides) and scores the test split.
+- `score`: trains the recipe's defaults (or with `--set name=value` overrides) and scores the test split, once per
+  `--seeds` entry (seed of the data and the weights), then prints each task's mean over the seeds.
 - `search`: trains each combination of `--weightings` and `--learning-rates` with the same data, epochs and seed
   (an equal budget; gradient methods cost more time per epoch, and their time is reported) and ranks them by the
   mean skill on the validation split.
 
 Usage:
     python benchmarks/facial_attributes_search.py score --out /tmp/fa.jsonl
+    python benchmarks/facial_attributes_search.py score --seeds 0 1 2 --set batch_renorm=False
     python benchmarks/facial_attributes_search.py search --epochs 4 \\
         --weightings equal uncertainty dwa pcgrad imtl_g --learning-rates 1e-3 2e-3 4e-3 --out /tmp/fa.jsonl
 """
@@ -117,7 +119,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", choices=("score", "search"))
     parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0], help="one run per seed (default: 0)")
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="recipe setting overrides")
     parser.add_argument("--weightings", nargs="*", default=["equal", "uncertainty", "pcgrad", "imtl_g"])
     parser.add_argument("--learning-rates", nargs="*", type=float, default=None)
@@ -133,14 +135,22 @@ def main(argv=None):
         configs = [{**base, "weighting": w, "learning_rate": r} for r, w in itertools.product(rates, args.weightings)]
         split = "val"
     results = []
-    for settings in configs:
-        result = {"part": args.part, "settings": settings, **train_and_score(settings, args.seed, split)}
+    for settings, seed in itertools.product(configs, args.seeds):
+        result = {"part": args.part, "settings": settings, **train_and_score(settings, seed, split)}
         results.append(result)
-        print(f"\n{settings['weighting']}, learning rate {settings['learning_rate']:g}, {settings['epochs']} epochs")
+        print(f"\n{settings['weighting']}, learning rate {settings['learning_rate']:g}, {settings['epochs']} epochs, "
+              f"seed {seed}")
         _print_tasks(result)
         if args.out:
             with open(args.out, "a") as f:
                 f.write(json.dumps(result, default=str) + "\n")
+    if args.part == "score" and len(args.seeds) > 1:
+        print(f"\nmean over seeds {args.seeds}")
+        for name in results[0]["tasks"]:
+            rows = [r["tasks"][name] for r in results]
+            metric = next(k for k in rows[0] if k not in ("skill", "auc") and not k.startswith("trivial_"))
+            values = [row[metric] for row in rows]
+            print(f"{name:12s} {metric:>8s} {np.mean(values):9.4f} (from {min(values):.4f} to {max(values):.4f})")
     if args.part == "search":
         print(f"\n{'weighting':12s} {'lr':>7s} {'mean skill':>10s} {'fit s':>6s}  per task skill")
         for r in sorted(results, key=lambda r: -r["skill"]):
