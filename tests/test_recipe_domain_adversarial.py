@@ -2,6 +2,10 @@
 
 import functools
 import inspect
+import json
+import subprocess
+import sys
+import textwrap
 
 import keras
 import numpy as np
@@ -131,6 +135,24 @@ def test_sgd_anneals_its_rate_over_the_run_as_the_paper_does():
     assert isinstance(da.make_optimizer("adam", 0.01, steps=50), keras.optimizers.Adam)
     with pytest.raises(ValueError, match="Expected one of \\('adam', 'sgd'\\). Received: optimizer='rmsprop'"):
         da.make_optimizer("rmsprop", 0.01, steps=50)
+
+
+@pytest.mark.slow  # ~5 s: a process that imports TensorFlow
+def test_the_sgd_optimizer_deserialises_after_a_plain_import_kmtl():
+    """A saved model's optimizer config names `kmtl>AnnealedLearningRate`; `import kmtl` alone must register it."""
+    config = json.dumps(keras.optimizers.serialize(da.make_optimizer("sgd", 0.1, steps=40)))
+    script = textwrap.dedent(
+        """
+        import json, sys
+        import kmtl, keras
+        optimizer = keras.optimizers.deserialize(json.loads(sys.argv[1]))
+        assert "kmtl.recipes" not in sys.modules
+        print(type(optimizer).__name__, float(optimizer.learning_rate))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script, config], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["SGD", str(float(np.float32(0.1)))]
 
 
 # === Model ===

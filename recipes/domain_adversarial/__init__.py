@@ -62,7 +62,7 @@ from kmtl.recipes.domain_adversarial._data import (
     rotate,
     shift_images,
 )
-from kmtl.recipes.domain_adversarial._optimizer import OPTIMIZERS, AnnealedLearningRate, make_optimizer
+from kmtl.training.schedules import OPTIMIZERS, AnnealedLearningRate, make_optimizer
 from kmtl.recipes.domain_adversarial._report import (
     COLUMNS,
     FEATURES,

@@ -1,4 +1,7 @@
-"""The optimizers of the domain-adversarial recipe: Adam, or the paper's SGD with momentum and an annealed rate."""
+"""Learning-rate schedules Keras lacks: the annealed rate of domain-adversarial training, and its SGD.
+
+In `kmtl.training` (not in a recipe) so that a saved model whose optimizer holds one loads after `import kmtl`.
+"""
 
 from __future__ import annotations
 
