@@ -7,6 +7,7 @@ from kmtl.training.backup import BackupAndResume
 from kmtl.training.callbacks import GradientReversalSchedule, grl_schedule
 from kmtl.training.conflict import GradientConflictMonitor
 from kmtl.training.expert_utilization import ExpertUtilizationLogger, expert_utilization
+from kmtl.training import schedules  # noqa: F401  (registers AnnealedLearningRate, so saved optimizers load)
 
 __all__ = [
     "BackupAndResume",
