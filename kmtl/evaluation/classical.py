@@ -92,11 +92,11 @@ def classical_scores(
     test_x, test_y = collect_examples(test, tasks)
     if not isinstance(train_x, dict):
         train_x, test_x = {"input": train_x}, {"input": test_x}
+    windows = checked_windows(windows, tasks, train_x)
     strings = sorted(k for k, v in train_x.items() if v.dtype.kind not in "biuf")
     train_x = {k: v for k, v in train_x.items() if k not in strings}
     test_x = {k: test_x[k] for k in train_x}
     categorical = _checked_categorical(categorical, train_x)
-    windows = checked_windows(windows, tasks, train_x)
     out = {}
     for task in tasks:
         name = "ridge" if task.kind == "regression" else "logistic"
