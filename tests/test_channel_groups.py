@@ -56,7 +56,7 @@ def _value_and_gradients(grouped, x, mask, weights):
     return out, d_x, d_kernels, d_recurrent, d_bias
 
 
-@pytest.mark.slow  # 3 s without XLA, 5-9 s with it (one XLA compilation of the gradient)
+@pytest.mark.slow  # 0.9 s without XLA, 1.6 s with it (one XLA compilation) on an idle machine; 3 and 9 s loaded
 @pytest.mark.parametrize("jit", [False, True])
 def test_grouped_lstm_equals_keras_lstms_in_values_and_gradients_with_and_without_xla(layer, jit):
     spec = [tf.TensorSpec((None, None, 5)), tf.TensorSpec((None, None)), tf.TensorSpec((None, None, 9))]
