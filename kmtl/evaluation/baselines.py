@@ -61,8 +61,8 @@ def compare_single_task(
     interval excludes zero. Beside them, each task's trivial predictor and classical model, fitted on the repeat's
     training data (`kmtl.evaluation.trivial`, `kmtl.evaluation.classical`), and whether each model clearly beats
     the trivial predictor. The classical model reads the inputs as the multi-task model does, as in
-    `kmtl.evaluate`: `build_fn(tasks)` is called once more for the graph only, whose integer ids looked up as
-    categories are one-hot encoded and whose tasks read at a fixed step of a sequence see the steps up to it.
+    `kmtl.evaluate`: the integer ids it looks up are one-hot encoded, and a task it reads at a fixed step of a
+    sequence sees the steps up to it.
 
     Default primary metrics (override per task with `primary_metrics`):
 
@@ -123,25 +123,27 @@ def compare_single_task(
     if not main:
         raise ValueError("Invalid value for `tasks`. Expected at least one task that is not auxiliary.")
     scores = {t.name: {"mtl": [], "single": [], "trivial": [], "classical": []} for t in tasks}
-    runs, fitted, details, reading = [], {}, {}, None
+    runs, fitted, details = [], {}, {}
     for repeat, seed in enumerate(seeds, start=1):
         splits = (train, val, test) if resample is None else tuple(resample(repeat - 1, seed))
-        if trivial or classical:
-            key = tuple(id(split) for split in splits)  # the same data: fitted once
-            if key not in fitted:
-                if classical and reading is None:  # built once, with the first repeat's data, for its graph only
-                    reading = _model_reading(build_fn(list(tasks)))
-                fitted[key] = _references(splits, tasks, primary_metrics, classical, reading or {})
-            for name, row in fitted[key].items():
-                scores[name]["trivial"].append(row["trivial"].get(row["metric"]))
-                if row["classical"] is not None and not row["classical"].skipped:
-                    scores[name]["classical"].append(row["classical"].get(row["metric"]))
-                details[name] = {k: (v.name, v.detail) for k, v in row.items() if k in ("trivial", "classical") and v}
+        key = tuple(id(split) for split in splits)  # the same data: references fitted once
+        # Read before any model is built, so that building or training never changes what they read.
+        unread = _read_references_data(splits, tasks) if (trivial or classical) and key not in fitted else None
         plans = [("multi-task", tasks)] + [(task.name, [task]) for task in main]
         for label, subset in plans:
             if log is not None:
                 log(f"[seed {seed}, repeat {repeat}/{len(seeds)}] training the {label} model ({len(subset)} task(s))")
-            report, budget = _train_and_evaluate(build_fn, compile_fn, splits, subset, seed, fit_kwargs)
+            model = _build(build_fn, compile_fn, subset, seed)
+            if label == "multi-task" and (trivial or classical):
+                if unread is not None:  # fitted as `kmtl.evaluate` fits them for this model
+                    fitted[key] = _references(unread, tasks, primary_metrics, classical, model)
+                for name, row in fitted[key].items():
+                    scores[name]["trivial"].append(row["trivial"].get(row["metric"]))
+                    if row["classical"] is not None and not row["classical"].skipped:
+                        scores[name]["classical"].append(row["classical"].get(row["metric"]))
+                    details[name] = {k: (v.name, v.detail) for k, v in row.items()
+                                     if k in ("trivial", "classical") and v}
+            report, budget = _train_and_evaluate(model, splits, subset, fit_kwargs)
             runs.append({"seed": seed, "model": label, "tasks": [t.name for t in subset], **budget})
             for task in subset:
                 value = report[task.name][metrics[task.name][0]]
@@ -167,8 +169,8 @@ def compare_single_task(
 # --- Helpers -----------------------------------------------------------------------------------------------------
 
 
-def _train_and_evaluate(build_fn, compile_fn, splits, subset, seed, fit_kwargs):
-    """Builds, compiles, trains and evaluates one model on `subset`; returns its report and budget."""
+def _build(build_fn, compile_fn, subset, seed):
+    """Builds and compiles one model for `subset`, after seeding Keras with `seed`."""
     names = [t.name for t in subset]
     keras.utils.set_random_seed(seed)
     model = build_fn(list(subset))
@@ -180,8 +182,13 @@ def _train_and_evaluate(build_fn, compile_fn, splits, subset, seed, fit_kwargs):
             f"`build_fn` must build a model for the tasks it is given (it may add auxiliary tasks of its own). "
             f"Asked for {names}, received a model with tasks {model_names or None}."
         )
+    return model
+
+
+def _train_and_evaluate(model, splits, subset, fit_kwargs):
+    """Trains and evaluates a built model on `subset`; returns its report and budget."""
     # Data callables get the tasks asked for; labels are then kept for every task of the model.
-    train, val, test = (_select(split, names, model_names) for split in splits)
+    train, val, test = (_select(split, [t.name for t in subset], model.task_names) for split in splits)
     kwargs = dict(fit_kwargs)
     if val is not None:
         kwargs["validation_data"] = val
@@ -194,24 +201,26 @@ def _train_and_evaluate(build_fn, compile_fn, splits, subset, seed, fit_kwargs):
     return report, {"epochs": len(history.epoch), "steps": int(model.optimizer.iterations.numpy())}
 
 
-def _model_reading(model) -> dict:
-    """What the multi-task model reads of its inputs, which its classical references must read the same way (as
-    `kmtl.evaluate` does): integer ids looked up as categories, and the steps of a sequence a task read at a fixed
-    step may see."""
-    from kmtl.evaluation.classical import categorical_inputs
-    from kmtl.evaluation.windows import input_windows
-
-    return {"categorical": categorical_inputs(model), "windows": input_windows(model)}
-
-
-def _references(splits, tasks, primary_metrics, classical, reading):
-    """Each task's reference predictors fitted on the training split and scored on the test split; `reading`: the
-    `categorical` and `windows` arguments of the classical model (`_model_reading`)."""
-    from kmtl.evaluation.reference_scores import reference_scores
+def _read_references_data(splits, tasks):
+    """The training examples (`Examples`) and the test split, as arrays, that the reference predictors use."""
+    from kmtl.evaluation.arrays import collect_examples
+    from kmtl.evaluation.references import training_examples
 
     names = [t.name for t in tasks]
     train, _, test = (_select(split, names, names) for split in splits)
-    return reference_scores(tasks, train, test, classical=classical, primary_metrics=primary_metrics, **reading)
+    return training_examples(train, tasks), collect_examples(test, tasks)
+
+
+def _references(data, tasks, primary_metrics, classical, model):
+    """Each task's reference predictors fitted on the training examples and scored on the test arrays (`data`, from
+    `_read_references_data`); the classical model reads the inputs as `model` does, as in `kmtl.evaluate`: the
+    integer ids it looks up as categories, and a sequence up to the step at which it reads a task."""
+    from kmtl.evaluation.classical import categorical_inputs
+    from kmtl.evaluation.reference_scores import reference_scores
+    from kmtl.evaluation.windows import input_windows
+
+    reading = {"categorical": categorical_inputs(model), "windows": input_windows(model)} if classical else {}
+    return reference_scores(tasks, *data, classical=classical, primary_metrics=primary_metrics, **reading)
 
 
 def _select(data, requested, names):
