@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from kmtl.app.registry import resolve
-from kmtl.app.train import check_run_settings
+from kmtl.app.train import check_plot_path, check_run_settings
 from kmtl.recipe import Recipe
 
 
@@ -178,15 +178,9 @@ def _check_folds(recipe, folds) -> None:
 
 
 def _check_plot_path(plot, fractions) -> None:
-    path = Path(plot)
     if fractions is None:
         raise ValueError("`plot` draws Δm against the label fraction: pass `label_fractions` too (--label-fraction).")
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"Invalid value for `plot`. Expected a path ending in .png. Received: plot={str(plot)!r}")
-    if path.exists():
-        raise FileExistsError(f"Refusing to overwrite existing file {path}; choose another --plot path.")
-    if not path.parent.is_dir():
-        raise ValueError(f"Invalid value for `plot`: the folder {path.parent} does not exist. Received: {str(plot)!r}")
+    check_plot_path(plot)
 
 
 class _Runs:

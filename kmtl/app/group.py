@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from kmtl.app.registry import resolve
-from kmtl.app.train import check_run_settings, export_folder
+from kmtl.app.train import check_plot_path, check_run_settings, export_folder
 from kmtl.recipe import Recipe
 
 # Where a grouped model is exported: `<export_dir>/<recipe>_grouped/<version>/`, apart from the recipe's own model.
@@ -297,7 +297,7 @@ def _check_arguments(method, lookahead_rate, branch_units, plot, train, export_d
     if export_dir is not None and not train:
         raise ValueError("`export_dir` exports the trained suggested model: pass `train=True` (--train) too.")
     if plot is not None:
-        _check_plot_path(plot)
+        check_plot_path(plot)
     return branch_units
 
 
@@ -368,13 +368,3 @@ def _positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"Invalid value for `{name}`. Expected a positive int. Received: {name}={value!r}")
     return int(value)
-
-
-def _check_plot_path(plot) -> None:
-    path = Path(plot)
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"Invalid value for `plot`. Expected a path ending in .png. Received: plot={str(plot)!r}")
-    if path.exists():
-        raise FileExistsError(f"Refusing to overwrite existing file {path}; choose another --plot path.")
-    if not path.parent.is_dir():
-        raise ValueError(f"Invalid value for `plot`: the folder {path.parent} does not exist. Received: {str(plot)!r}")

@@ -34,6 +34,17 @@ def recipe_settings(recipe: Recipe | str, quick: bool = False, **overrides) -> d
     return resolve(recipe).settings(quick=quick, **overrides)
 
 
+def check_plot_path(plot) -> None:
+    """Refuses a plot path before any data is loaded: a `.png` in an existing folder, never an existing file."""
+    path = Path(plot)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"Invalid value for `plot`. Expected a path ending in .png. Received: plot={str(plot)!r}")
+    if path.exists():
+        raise FileExistsError(f"Refusing to overwrite existing file {path}; choose another --plot path.")
+    if not path.parent.is_dir():
+        raise ValueError(f"Invalid value for `plot`: the folder {path.parent} does not exist. Received: {str(plot)!r}")
+
+
 def check_run_settings(settings: dict) -> None:
     """Checks the settings every run uses before any data is loaded.
 
