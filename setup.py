@@ -49,6 +49,8 @@ setup(
         "forecasting": ["statsmodels>=0.14"],
         "test": [
             "pytest>=7",
+            # Property tests that draw their cases (the tuner's scale-free ranking).
+            "hypothesis>=6",
             "tensorflow-serving-api>=2.21,<2.22",
             "matplotlib>=3.7",
             "pandas>=2.0",
