@@ -55,15 +55,16 @@ def label_entries(task: Task, y_true, y_pred, sample_weight=None):
     [1.0, 1.0, 0.0]
     """
     mask = keras_mask(y_pred)  # read before any op: new tensors do not carry it
+    logits = getattr(y_pred, "_keras_logits", None)
     y_pred = ops.convert_to_tensor(y_pred)
     y_true = ops.convert_to_tensor(y_true)
     y_pred_rank = len(y_pred.shape)
-    if task.kind == "multiclass":
-        y_true = ops.reshape(y_true, (-1,))
-        y_pred = ops.reshape(y_pred, (-1, task.num_classes))
-    else:
-        y_true = ops.reshape(y_true, (-1, 1))
-        y_pred = ops.reshape(y_pred, (-1, 1))
+    units = task.num_classes if task.kind == "multiclass" else 1
+    y_true = ops.reshape(y_true, (-1,) if task.kind == "multiclass" else (-1, 1))
+    y_pred = ops.reshape(y_pred, (-1, units))
+    if logits is not None:
+        # A sigmoid's or softmax's logits, kept through the reshape (see `_stack_predictions`).
+        y_pred._keras_logits = ops.reshape(logits, (-1, units))
     present = present_mask(task, y_true)
     y_true = ops.where(present, y_true, ops.zeros_like(y_true))
     if task.kind != "multiclass":
@@ -181,10 +182,7 @@ def stacked_label_entries(tasks, y_trues, y_preds, sample_weight=None):
         y_true = ops.concatenate(y_trues, axis=1)  # (batch, G)
     else:
         y_true = ops.stack([ops.reshape(y, (-1,)) for y in y_trues], axis=1)
-    units = first.output_units
-    y_preds = [ops.convert_to_tensor(y) for y in y_preds]
-    y_preds = [y if len(y.shape) == 2 and y.shape[1] == units else ops.reshape(y, (-1, units)) for y in y_preds]
-    y_pred = ops.stack(y_preds, axis=1)  # (batch, G, units)
+    y_pred = _stack_predictions(y_preds, first.output_units)  # (batch, G, units)
     present = present_mask(first, y_true)
     y_true = ops.where(present, y_true, ops.zeros_like(y_true))
     if first.kind != "multiclass":
@@ -201,6 +199,27 @@ def stacked_label_entries(tasks, y_trues, y_preds, sample_weight=None):
     elif sample_weight is not None:
         weights = present * ops.reshape(ops.cast(ops.convert_to_tensor(sample_weight), "float32"), (-1, 1))
     return y_true, y_pred, present, weights
+
+
+def _stack_predictions(y_preds, units: int):
+    """G prediction tensors `(batch, units)` (or reshapable to it) as one `(batch, G, units)` tensor.
+
+    Where every one is a sigmoid's or softmax's output that carries its logits (`_keras_logits`, as Keras's
+    activations leave on them), the logits are stacked too and left on the result the same way, so a Keras
+    crossentropy computes the loss from the logits in one fused op, as it does for each output alone (stacking
+    hides the activation from it otherwise: it would take logs of clipped probabilities, slower and less exact).
+    """
+    logits = [getattr(y, "_keras_logits", None) for y in y_preds]
+    y_pred = _stack(y_preds, units)
+    if all(x is not None for x in logits):
+        y_pred._keras_logits = _stack(logits, units)
+    return y_pred
+
+
+def _stack(tensors, units: int):
+    tensors = [ops.convert_to_tensor(y) for y in tensors]
+    tensors = [y if len(y.shape) == 2 and y.shape[1] == units else ops.reshape(y, (-1, units)) for y in tensors]
+    return ops.stack(tensors, axis=1)
 
 
 def _as_column(values):
