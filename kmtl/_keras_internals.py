@@ -63,6 +63,21 @@ def keras_mask(tensor):
     return getattr(tensor, "_keras_mask", None)
 
 
+def keras_logits(tensor):
+    """The logits a Keras sigmoid or softmax left on its output `tensor`, or None.
+
+    Why: Keras's crossentropies read them to compute the loss from the logits (one fused op, exact where a
+    probability rounds to 0 or 1); the masked losses reshape and stack heads' outputs, which drops the attribute, so
+    they carry it over (`set_keras_logits`). No public accessor in Keras 3.
+    """
+    return getattr(tensor, "_keras_logits", None)
+
+
+def set_keras_logits(tensor, logits) -> None:
+    """Attaches `logits` to `tensor` as a Keras sigmoid or softmax does to its output (see `keras_logits`)."""
+    tensor._keras_logits = logits
+
+
 def check() -> None:
     """Raises `RuntimeError` naming whatever this module relies on that the installed Keras no longer has."""
     missing = []

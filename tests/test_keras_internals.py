@@ -60,3 +60,14 @@ def test_keras_mask_reads_an_embedding_mask():
     embedded = keras.layers.Embedding(5, 2, mask_zero=True)(tokens)
     np.testing.assert_array_equal(np.asarray(internals.keras_mask(embedded)), [[True, True, False, False]])
     assert internals.keras_mask(np.zeros(3)) is None
+
+
+def test_keras_logits_are_read_from_a_softmax_and_used_by_crossentropy_once_set():
+    logits = keras.ops.convert_to_tensor([[40.0, 0.0, -3.0]])
+    probabilities = keras.activations.softmax(logits)
+    np.testing.assert_array_equal(np.asarray(internals.keras_logits(probabilities)), np.asarray(logits))
+    assert internals.keras_logits(logits) is None
+    copy = keras.ops.reshape(probabilities, (1, 3))  # a new tensor: Keras would clip its probability 4e-18 to 1e-7
+    internals.set_keras_logits(copy, logits)
+    loss = keras.losses.sparse_categorical_crossentropy(np.array([1]), copy)
+    np.testing.assert_allclose(np.asarray(loss), [40.0], rtol=1e-6)
