@@ -11,7 +11,7 @@ from typing import Callable
 import keras
 from keras import ops
 
-from kmtl._keras_internals import keras_mask
+from kmtl._keras_internals import keras_logits, keras_mask, set_keras_logits
 
 from kmtl.tasks import Task
 
@@ -55,7 +55,7 @@ def label_entries(task: Task, y_true, y_pred, sample_weight=None):
     [1.0, 1.0, 0.0]
     """
     mask = keras_mask(y_pred)  # read before any op: new tensors do not carry it
-    logits = getattr(y_pred, "_keras_logits", None)
+    logits = keras_logits(y_pred)
     y_pred = ops.convert_to_tensor(y_pred)
     y_true = ops.convert_to_tensor(y_true)
     y_pred_rank = len(y_pred.shape)
@@ -64,7 +64,7 @@ def label_entries(task: Task, y_true, y_pred, sample_weight=None):
     y_pred = ops.reshape(y_pred, (-1, units))
     if logits is not None:
         # A sigmoid's or softmax's logits, kept through the reshape (see `_stack_predictions`).
-        y_pred._keras_logits = ops.reshape(logits, (-1, units))
+        set_keras_logits(y_pred, ops.reshape(logits, (-1, units)))
     present = present_mask(task, y_true)
     y_true = ops.where(present, y_true, ops.zeros_like(y_true))
     if task.kind != "multiclass":
@@ -204,15 +204,15 @@ def stacked_label_entries(tasks, y_trues, y_preds, sample_weight=None):
 def _stack_predictions(y_preds, units: int):
     """G prediction tensors `(batch, units)` (or reshapable to it) as one `(batch, G, units)` tensor.
 
-    Where every one is a sigmoid's or softmax's output that carries its logits (`_keras_logits`, as Keras's
-    activations leave on them), the logits are stacked too and left on the result the same way, so a Keras
-    crossentropy computes the loss from the logits in one fused op, as it does for each output alone (stacking
-    hides the activation from it otherwise: it would take logs of clipped probabilities, slower and less exact).
+    Where every one is a sigmoid's or softmax's output that carries its logits (`keras_logits`), the logits are
+    stacked too and left on the result the same way, so a Keras crossentropy computes the loss from the logits in one
+    fused op, as it does for each output alone (stacking hides the activation from it otherwise: it would take logs of
+    clipped probabilities, slower and less exact).
     """
-    logits = [getattr(y, "_keras_logits", None) for y in y_preds]
+    logits = [keras_logits(y) for y in y_preds]
     y_pred = _stack(y_preds, units)
     if all(x is not None for x in logits):
-        y_pred._keras_logits = _stack(logits, units)
+        set_keras_logits(y_pred, _stack(logits, units))
     return y_pred
 
 
