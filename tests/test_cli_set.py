@@ -72,7 +72,8 @@ def test_a_bad_set_is_one_line_naming_recipe_key_valid_keys_and_type(pair, fragm
     assert main(["train", "facial-attributes", "--set", pair]) == 2
     err = capsys.readouterr().err
     assert err.startswith("kmtl: error: Invalid --set for recipe 'facial-attributes'") and err.count("\n") == 1
-    for fragment in fragments + ["Valid keys: dropout (number), filters (tuple of int)", "num_train (int)"]:
+    for fragment in fragments + ["Valid keys: batch_renorm (bool), dropout (number), filters (tuple of int)",
+                                 "num_train (int)"]:
         assert fragment in err, err
 
 

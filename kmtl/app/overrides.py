@@ -1,8 +1,9 @@
 """`--set KEY=VALUE`: any declared data, model or compile setting of a recipe, from text, checked before data loads.
 
 A setting's type is read from the values the recipe declares for it: its `defaults`, then its `quick` settings,
-then the first value of its `search_space` entry (`num_train` 3000 is an int, `dropout` 0.1 a number, `filters`
-`(16, 32, 48)` a tuple of ints, `crf` False a boolean, `source` "synthetic" text). A setting declared with no
+then the first value of its `search_space` entry, then the default in the signature of the function that takes it
+(`num_train` 3000 is an int, `dropout` 0.1 a number, `filters` `(16, 32, 48)` a tuple of ints, `crf` False and
+`batch_renorm: bool = True` booleans, `source` "synthetic" text). A setting declared with no
 value (None, or not in any of them: e.g. `fold`, `shift`) takes a Python literal (`3`, `0.5`, `True`, `(0, 5)`,
 `None`), or else the text as is.
 """
@@ -10,6 +11,7 @@ value (None, or not in any of them: e.g. `fold`, `shift`) takes a Python literal
 from __future__ import annotations
 
 import ast
+import inspect
 import math
 from typing import Any, Sequence
 
@@ -66,9 +68,22 @@ def setting_types(recipe: Recipe) -> dict[str, Any]:
     space = dict(recipe.search_space or {})
     types = {}
     for key in sorted({*recipe.data_settings, *recipe.model_settings, *recipe.compile_settings}):
-        candidates = [defaults.get(key), quick.get(key), _space_value(space.get(key))]
+        candidates = [defaults.get(key), quick.get(key), _space_value(space.get(key)), _signature_default(recipe, key)]
         types[key] = next((c for c in candidates if c is not None), None)
     return types
+
+
+def _signature_default(recipe: Recipe, key: str):
+    """The default of `key` in the signature of the function that takes it (`load_data`, `build_model` or
+    `compile_model`), e.g. `batch_renorm: bool = True`; None when it has none."""
+    for function in (recipe.load_data, recipe.build_model, recipe.compile_model):
+        try:
+            parameter = inspect.signature(function).parameters.get(key)
+        except (TypeError, ValueError):  # not introspectable
+            continue
+        if parameter is not None and parameter.default is not inspect.Parameter.empty:
+            return parameter.default
+    return None
 
 
 def _space_value(entry):
