@@ -160,11 +160,16 @@ def test_grouped_losses_with_per_task_weights_equal_each_tasks():
     y, p = _batch(tasks)
     rng = np.random.default_rng(3)
     weights = {t.name: rng.uniform(size=(16,)).astype("float32") for t in tasks if t.name not in ("b", "s")}
-    holder = type("Holder", (), {"_tasks": tasks, "_require_compiled": lambda self: state})()
-    got = kmtl.MultiTaskModel.task_losses(holder, y, p, weights)
+    model = kmtl.MultiTaskModel
+    methods = ("task_losses", "separate_task_losses", "_task_loss", "_replica_shares")
+    holder = type("Holder", (), {"_tasks": tasks, "_require_compiled": lambda self: state,
+                                 **{name: getattr(model, name) for name in methods}})()
+    got = holder.task_losses(y, p, weights)
+    separate = holder.separate_task_losses(y, p, weights)  # the per-task gradients' targets
     for i, task in enumerate(tasks):
         expected = masked_loss(task, state.loss_fns[task.name], y[task.name], p[task.name], weights.get(task.name))
         np.testing.assert_allclose(float(got[i]), float(expected), rtol=1e-6, atol=1e-7, err_msg=task.name)
+        np.testing.assert_allclose(float(separate[i]), float(expected), rtol=1e-6, atol=1e-7, err_msg=task.name)
 
 
 @pytest.mark.slow
